@@ -1,0 +1,5 @@
+//! One module per subcommand: its clap `Args` and an async `run`.
+
+pub mod lab;
+pub mod replay;
+pub mod sim;
