@@ -37,7 +37,10 @@ const KUBERNETES: GoModule = GoModule {
     go_sum: include_str!("../../../tools/control-plane/kubernetes/go.sum"),
     commands: &[
         ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
-        ("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager"),
+        (
+            "kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+        ),
     ],
     // Without these the servers report `v0.0.0-master`.
     ldflags: "-s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
@@ -98,24 +101,37 @@ impl Binaries {
     }
 
     fn all_present(&self) -> bool {
-        [&self.etcd, &self.kube_apiserver, &self.kube_controller_manager].iter().all(|p| p.is_file())
+        [
+            &self.etcd,
+            &self.kube_apiserver,
+            &self.kube_controller_manager,
+        ]
+        .iter()
+        .all(|p| p.is_file())
     }
 }
 
 impl GoModule {
     fn bin_dir(&self, cache: &Path) -> PathBuf {
-        cache.join("bin").join(format!("{}-{}", self.name, self.version))
+        cache
+            .join("bin")
+            .join(format!("{}-{}", self.name, self.version))
     }
 
     fn build_missing(&self, cache: &Path, on_step: &mut dyn FnMut(&str)) -> Result<()> {
         let bin_dir = self.bin_dir(cache);
-        let missing: Vec<_> =
-            self.commands.iter().filter(|(file, _)| !bin_dir.join(file).is_file()).collect();
+        let missing: Vec<_> = self
+            .commands
+            .iter()
+            .filter(|(file, _)| !bin_dir.join(file).is_file())
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }
         go_version()?;
-        let src = cache.join("src").join(format!("{}-{}", self.name, self.version));
+        let src = cache
+            .join("src")
+            .join(format!("{}-{}", self.name, self.version));
         let logs = cache.join("logs");
         for dir in [&src, &logs, &bin_dir] {
             fs::create_dir_all(dir).map_err(LabError::io("creating a cache directory", dir))?;
@@ -125,19 +141,33 @@ impl GoModule {
             fs::write(&path, text).map_err(LabError::io("writing the Go wrapper module", &path))?;
         }
 
-        on_step(&format!("downloading Go modules for {} {}", self.name, self.version));
+        on_step(&format!(
+            "downloading Go modules for {} {}",
+            self.name, self.version
+        ));
         let log = logs.join(format!("{}-{}-download.log", self.name, self.version));
-        run_logged(self.name, "go mod download", go(&src).arg("mod").arg("download"), &log)?;
+        run_logged(
+            self.name,
+            "go mod download",
+            go(&src).arg("mod").arg("download"),
+            &log,
+        )?;
 
         for (file, package) in missing {
-            on_step(&format!("building {file} {} (several minutes on first use)", self.version));
+            on_step(&format!(
+                "building {file} {} (several minutes on first use)",
+                self.version
+            ));
             let partial = bin_dir.join(format!(".{file}.partial-{}", std::process::id()));
             let log = logs.join(format!("{file}-{}-build.log", self.version));
             let mut cmd = go(&src);
-            cmd.args(["build", "-trimpath", "-ldflags", self.ldflags, "-o"]).arg(&partial).arg(package);
+            cmd.args(["build", "-trimpath", "-ldflags", self.ldflags, "-o"])
+                .arg(&partial)
+                .arg(package);
             run_logged(self.name, &format!("go build {package}"), &mut cmd, &log)?;
             let target = bin_dir.join(file);
-            fs::rename(&partial, &target).map_err(LabError::io("installing a built binary", &target))?;
+            fs::rename(&partial, &target)
+                .map_err(LabError::io("installing a built binary", &target))?;
         }
         Ok(())
     }
@@ -145,12 +175,19 @@ impl GoModule {
 
 fn go(module_dir: &Path) -> Command {
     let mut cmd = Command::new("go");
-    cmd.current_dir(module_dir).env("CGO_ENABLED", "0").env("GOFLAGS", "-mod=readonly");
+    cmd.current_dir(module_dir)
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=readonly");
     cmd
 }
 
 fn go_version() -> Result<()> {
-    match Command::new("go").arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+    match Command::new("go")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
         Ok(status) if status.success() => Ok(()),
         _ => Err(LabError::NoGo),
     }
@@ -159,7 +196,9 @@ fn go_version() -> Result<()> {
 /// Runs `cmd` with its output in `log`; on failure the error names the step and the log.
 fn run_logged(component: &'static str, step: &str, cmd: &mut Command, log: &Path) -> Result<()> {
     let out = File::create(log).map_err(LabError::io("creating a build log", log))?;
-    let err = out.try_clone().map_err(LabError::io("creating a build log", log))?;
+    let err = out
+        .try_clone()
+        .map_err(LabError::io("creating a build log", log))?;
     let status = cmd.stdout(out).stderr(err).status();
     let failed = match status {
         Ok(s) if s.success() => return Ok(()),
@@ -180,7 +219,9 @@ fn lock(path: &Path) -> Result<File> {
     // SAFETY: flock on a file descriptor we own; it stays open for as long as the lock is held.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
     if rc != 0 {
-        return Err(LabError::io("locking the build cache", path)(std::io::Error::last_os_error()));
+        return Err(LabError::io("locking the build cache", path)(
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(file)
 }

@@ -12,13 +12,32 @@ pub enum LabError {
     )]
     NoGo,
     #[error("building {component}: step `{step}` failed; the full log is {}\n{tail}", log.display())]
-    Build { component: &'static str, step: String, log: PathBuf, tail: String },
+    Build {
+        component: &'static str,
+        step: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("{what}: {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{process} exited during start-up ({status}); its log is {}; last lines:\n{tail}", log.display())]
-    Died { process: &'static str, status: String, log: PathBuf, tail: String },
+    Died {
+        process: &'static str,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("{process} did not become ready within {seconds}s; its log is {}; last lines:\n{tail}", log.display())]
-    NotReady { process: &'static str, seconds: u64, log: PathBuf, tail: String },
+    NotReady {
+        process: &'static str,
+        seconds: u64,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("a lab is already running in {} (pids {pids:?}); stop it with `fleetwatch lab down --dir {}`", dir.display(), dir.display())]
     AlreadyRunning { dir: PathBuf, pids: Vec<u32> },
     #[error("no lab state in {}: nothing to stop", dir.display())]
@@ -30,11 +49,17 @@ pub enum LabError {
     #[error("API request to the lab control plane failed: {0}")]
     Api(#[from] kube::Error),
     #[error("lab state file {}: {source}", path.display())]
-    State { path: PathBuf, source: serde_json::Error },
+    State {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 impl LabError {
-    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| LabError::Io { what, path, source }
     }

@@ -19,7 +19,7 @@ mod error;
 pub mod pki;
 pub mod plane;
 pub mod populate;
-mod process;
+pub mod process;
 pub mod testing;
 
 pub use binaries::{Binaries, ETCD_VERSION, KUBERNETES_VERSION};

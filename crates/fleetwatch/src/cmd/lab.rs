@@ -1,0 +1,185 @@
+//! `fleetwatch lab`: a real Kubernetes control plane (etcd, kube-apiserver, optionally
+//! kube-controller-manager) on loopback, built from pinned Go modules, filled with synthetic
+//! nodes and pods.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use fleetwatch_lab::{Binaries, ControlPlane, LabOptions, PopulateSpec, binaries, plane, populate};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: LabCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum LabCommand {
+    /// Build the pinned control-plane binaries (kube-apiserver, kube-controller-manager, etcd)
+    /// from Go modules into the cache, or confirm they are there. `up` does this too.
+    Build,
+    /// Start a control plane on loopback, optionally fill it with synthetic nodes and pods, print
+    /// `export KUBECONFIG=…` and return once it is ready. It keeps running until `lab down`.
+    Up(UpArgs),
+    /// Stop the control plane started by `lab up` in the same directory and delete its data.
+    /// Also cleans up after a run that crashed.
+    Down(DirArg),
+    /// Show whether a lab is running in the directory, and its processes.
+    Status(DirArg),
+}
+
+#[derive(Debug, clap::Args)]
+struct DirArg {
+    /// Lab directory (state, certificates, etcd data, logs, kubeconfig).
+    #[arg(long, env = "FLEETWATCH_LAB_DIR", default_value_os_t = default_dir())]
+    dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// Synthetic Node objects to create (ready, with realistic capacity and labels).
+    #[arg(long, default_value_t = 0)]
+    nodes: usize,
+    /// Synthetic Running pods per node, owned by real ReplicaSets (1–3 containers each).
+    #[arg(long, default_value_t = 30)]
+    pods_per_node: usize,
+    /// Also run kube-controller-manager (needed for DaemonSets, ReplicaSets, garbage collection).
+    #[arg(long)]
+    controllers: bool,
+    /// kube-apiserver --max-requests-inflight (API server default: 400). Lower it to make a
+    /// two-core machine overload like a proportionally sized control plane.
+    #[arg(long, requires = "max_mutating_requests_inflight")]
+    max_requests_inflight: Option<u32>,
+    /// kube-apiserver --max-mutating-requests-inflight (API server default: 200).
+    #[arg(long, requires = "max_requests_inflight")]
+    max_mutating_requests_inflight: Option<u32>,
+    /// Create requests in flight at once while populating.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=512))]
+    concurrency: u16,
+}
+
+fn default_dir() -> PathBuf {
+    binaries::cache_dir().join("lab")
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        LabCommand::Build => build().await,
+        LabCommand::Up(up_args) => up(up_args).await,
+        LabCommand::Down(DirArg { dir }) => down(&dir),
+        LabCommand::Status(DirArg { dir }) => status(&dir),
+    }
+}
+
+async fn build() -> anyhow::Result<()> {
+    let cache = binaries::cache_dir();
+    let started = Instant::now();
+    let built = tokio::task::spawn_blocking(move || {
+        Binaries::ensure(&cache, &mut |step| tracing::info!("{step}"))
+    })
+    .await??;
+    tracing::info!(
+        elapsed_s = started.elapsed().as_secs(),
+        "control-plane binaries ready"
+    );
+    for path in [
+        &built.etcd,
+        &built.kube_apiserver,
+        &built.kube_controller_manager,
+    ] {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut options = LabOptions::new(&args.dir.dir);
+    options.controllers = args.controllers;
+    options.detached = true;
+    options.max_requests_inflight = args
+        .max_requests_inflight
+        .zip(args.max_mutating_requests_inflight);
+    let plane = ControlPlane::start(options)
+        .await
+        .context("starting the lab control plane")?;
+    tracing::info!(
+        server = plane.apiserver_url(),
+        elapsed_s = format!("{:.1}", started.elapsed().as_secs_f64()),
+        "control plane ready"
+    );
+    if args.nodes > 0 {
+        let mut spec = PopulateSpec::new(args.nodes, args.pods_per_node);
+        spec.concurrency = args.concurrency.into();
+        if let Err(e) = fill(&plane, &spec).await {
+            plane.stop();
+            return Err(e.context("populating the lab (the control plane was stopped again)"));
+        }
+    }
+    tracing::info!(
+        elapsed_s = format!("{:.1}", started.elapsed().as_secs_f64()),
+        "lab up; stop it with `fleetwatch lab down --dir {}`",
+        plane.dir().display()
+    );
+    println!("export KUBECONFIG={}", plane.kubeconfig().display());
+    Ok(())
+}
+
+async fn fill(plane: &ControlPlane, spec: &PopulateSpec) -> anyhow::Result<()> {
+    let client = plane.admin_client().await?;
+    let bar = ProgressBar::new(spec.objects() as u64).with_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} objects ({per_sec}, eta {eta})")
+            .context("progress bar template")?
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!(
+        "creating {} nodes and {} pods",
+        spec.nodes,
+        spec.pods()
+    ));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let started = Instant::now();
+    populate(&client, spec, &|done, _| bar.set_position(done as u64)).await?;
+    bar.finish_and_clear();
+    tracing::info!(
+        nodes = spec.nodes,
+        pods = spec.pods(),
+        elapsed_s = format!("{:.1}", started.elapsed().as_secs_f64()),
+        "synthetic objects created"
+    );
+    Ok(())
+}
+
+fn down(dir: &std::path::Path) -> anyhow::Result<()> {
+    let stopped = plane::down(dir)?;
+    for process in &stopped {
+        tracing::info!(name = process.name, pid = process.pid, "stopped");
+    }
+    tracing::info!(dir = %dir.display(), "lab removed");
+    Ok(())
+}
+
+fn status(dir: &std::path::Path) -> anyhow::Result<()> {
+    let Some(state) = plane::read_state_in(dir)? else {
+        println!("no lab in {}", dir.display());
+        return Ok(());
+    };
+    println!(
+        "lab in {}: API server {}",
+        dir.display(),
+        state.apiserver_url
+    );
+    for process in &state.processes {
+        let running = if process.is_running() {
+            "running"
+        } else {
+            "not running"
+        };
+        println!("  {:<24} pid {:<8} {running}", process.name, process.pid);
+    }
+    Ok(())
+}

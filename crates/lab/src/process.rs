@@ -1,0 +1,100 @@
+//! Starting, checking and stopping the lab's own processes. Every pid is checked against the
+//! binary we recorded before it is signalled, so a reused pid is never hit.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LabError, Result};
+
+/// A process the lab started, as recorded in its state file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Recorded {
+    pub name: String,
+    pub pid: u32,
+    pub exe: PathBuf,
+}
+
+/// Starts `exe args…` with stdout and stderr in `log`. A `detached` process gets its own process
+/// group so that it outlives the command that started it (`lab up`) and a Ctrl-C there; otherwise
+/// it shares ours, so a Ctrl-C on a test run stops it too.
+pub fn spawn(exe: &Path, args: &[String], log: &Path, detached: bool) -> Result<Child> {
+    let out = File::create(log).map_err(LabError::io("creating a process log", log))?;
+    let err = out
+        .try_clone()
+        .map_err(LabError::io("creating a process log", log))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    if detached {
+        cmd.process_group(0);
+    }
+    cmd.spawn()
+        .map_err(LabError::io("starting a control-plane process", exe))
+}
+
+/// The last `lines` lines of a log file, for error messages.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Recorded {
+    /// Whether the pid is alive and still runs the binary we started (not a reused pid).
+    pub fn is_running(&self) -> bool {
+        let Ok(exe) = std::fs::read_link(format!("/proc/{}/exe", self.pid)) else {
+            return false;
+        };
+        // A zombie has no exe link; a replaced binary reads as "<path> (deleted)".
+        exe == self.exe
+            || exe.to_string_lossy().trim_end_matches(" (deleted)") == self.exe.to_string_lossy()
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; returns once the process is gone.
+    pub fn terminate(&self, grace: Duration) {
+        if !self.is_running() {
+            return;
+        }
+        signal(self.pid, libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while self.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.is_running() {
+            signal(self.pid, libc::SIGKILL);
+            while self.is_running() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid was just checked to be ours.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// A free loopback TCP port. Another process may take it before we bind; callers retry on
+/// "address already in use".
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(LabError::io("finding a free port", "127.0.0.1:0"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(LabError::io("finding a free port", "127.0.0.1:0"))
+}
+
+/// Whether a log says the process could not bind its port.
+pub fn lost_port_race(log: &Path) -> bool {
+    log_tail(log, 30).contains("address already in use")
+}
