@@ -7,6 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -67,7 +68,18 @@ pub struct ControlPlane {
     dir: PathBuf,
     pki: Pki,
     admin: IssuedCert,
-    state: LabState,
+    /// Behind a lock because fault injection (restarts) changes pids of a shared plane.
+    state: Mutex<LabState>,
+    /// How kube-apiserver was launched, to restart it the same way.
+    apiserver: Mutex<Option<Launch>>,
+}
+
+#[derive(Debug, Clone)]
+struct Launch {
+    exe: PathBuf,
+    args: Vec<String>,
+    detached: bool,
+    timeout: Duration,
 }
 
 struct Layout {
@@ -110,11 +122,12 @@ impl ControlPlane {
 
         let pki = Pki::generate()?;
         let admin = pki.client_cert(ADMIN_USER, &["system:masters"])?;
-        let mut plane = ControlPlane {
+        let plane = ControlPlane {
             dir: layout.dir.clone(),
             pki,
             admin,
-            state: LabState::default(),
+            state: Mutex::default(),
+            apiserver: Mutex::default(),
         };
         let started = plane.start_processes(&layout, &binaries, &options).await;
         if started.is_err() {
@@ -124,7 +137,7 @@ impl ControlPlane {
     }
 
     async fn start_processes(
-        &mut self,
+        &self,
         layout: &Layout,
         binaries: &Binaries,
         options: &LabOptions,
@@ -154,7 +167,7 @@ impl ControlPlane {
     }
 
     async fn start_etcd(
-        &mut self,
+        &self,
         layout: &Layout,
         binaries: &Binaries,
         options: &LabOptions,
@@ -176,7 +189,7 @@ impl ControlPlane {
                 "--quota-backend-bytes=8589934592".to_owned(),
                 "--log-level=warn".to_owned(),
             ];
-            let mut child = self.launch("etcd", &binaries.etcd, &args, &log, options)?;
+            let mut child = self.launch("etcd", &binaries.etcd, &args, &log, options.detached)?;
             let health = format!("127.0.0.1:{client}");
             let ready = wait_until("etcd", &mut child, &log, options.start_timeout, || {
                 etcd_healthy(&health)
@@ -185,14 +198,14 @@ impl ControlPlane {
                 Err(LabError::Died { .. }) if lost_port_race(&log) => continue,
                 other => other?,
             }
-            self.state.etcd_url = url;
-            return self.save_state(layout);
+            self.state().etcd_url = url;
+            return self.save_state();
         }
         Err(port_error("etcd", &log))
     }
 
     async fn start_apiserver(
-        &mut self,
+        &self,
         layout: &Layout,
         binaries: &Binaries,
         options: &LabOptions,
@@ -204,7 +217,7 @@ impl ControlPlane {
             let url = format!("https://127.0.0.1:{port}");
             let p = |f: &str| pki.join(f).display().to_string();
             let mut args = vec![
-                format!("--etcd-servers={}", self.state.etcd_url),
+                format!("--etcd-servers={}", self.state().etcd_url),
                 "--bind-address=127.0.0.1".to_owned(),
                 format!("--secure-port={port}"),
                 format!("--cert-dir={}", pki.display()),
@@ -224,38 +237,115 @@ impl ControlPlane {
                 args.push(format!("--max-requests-inflight={all}"));
                 args.push(format!("--max-mutating-requests-inflight={mutating}"));
             }
-            let mut child = self.launch(
-                "kube-apiserver",
-                &binaries.kube_apiserver,
-                &args,
-                &log,
-                options,
-            )?;
-            self.state.apiserver_url = url;
+            self.state().apiserver_url = url;
             self.write_kubeconfig(&layout.kubeconfig(), ADMIN_USER, &self.admin)?;
-            let client = self.admin_client().await?;
-            let ready = wait_until(
-                "kube-apiserver",
-                &mut child,
-                &log,
-                options.start_timeout,
-                || {
-                    let client = client.clone();
-                    async move { readyz(&client).await }
-                },
-            )
-            .await;
-            match ready {
+            let launch = Launch {
+                exe: binaries.kube_apiserver.clone(),
+                args,
+                detached: options.detached,
+                timeout: options.start_timeout,
+            };
+            match self.run_apiserver(&launch).await {
                 Err(LabError::Died { .. }) if lost_port_race(&log) => continue,
                 other => other?,
             }
-            return self.save_state(layout);
+            *lock(&self.apiserver) = Some(launch);
+            return Ok(());
         }
         Err(port_error("kube-apiserver", &log))
     }
 
+    /// Starts kube-apiserver as `launch` says and waits for `/readyz`.
+    async fn run_apiserver(&self, launch: &Launch) -> Result<()> {
+        let log = self.layout().log("kube-apiserver");
+        let mut child = self.launch(
+            "kube-apiserver",
+            &launch.exe,
+            &launch.args,
+            &log,
+            launch.detached,
+        )?;
+        let client = self.admin_client().await?;
+        let ready = wait_until("kube-apiserver", &mut child, &log, launch.timeout, || {
+            let client = client.clone();
+            async move { readyz(&client).await }
+        });
+        ready.await
+    }
+
+    /// Stops kube-apiserver (SIGTERM, as a node drain or crash-loop would) and leaves it down.
+    /// Fault injection for tests; etcd keeps running.
+    pub fn stop_apiserver(&self) {
+        if let Some(process) = self.process("kube-apiserver") {
+            process.terminate(STOP_GRACE);
+        }
+    }
+
+    /// Starts kube-apiserver again after [`ControlPlane::stop_apiserver`], on the same port and
+    /// with the same flags, and waits until it is ready.
+    pub async fn start_apiserver_again(&self) -> Result<()> {
+        let launch = lock(&self.apiserver).clone();
+        let launch =
+            launch.ok_or_else(|| LabError::Client("kube-apiserver was never started".into()))?;
+        self.run_apiserver(&launch).await
+    }
+
+    /// Stops and starts kube-apiserver; returns once it is ready again.
+    pub async fn restart_apiserver(&self) -> Result<()> {
+        self.stop_apiserver();
+        self.start_apiserver_again().await
+    }
+
+    /// Freezes one of the lab's processes with SIGSTOP (a hung server: connections stay open,
+    /// nothing answers) until [`ControlPlane::thaw`].
+    pub fn freeze(&self, name: &str) {
+        if let Some(process) = self.process(name) {
+            process.send(libc::SIGSTOP);
+        }
+    }
+
+    /// Resumes a process frozen by [`ControlPlane::freeze`].
+    pub fn thaw(&self, name: &str) {
+        if let Some(process) = self.process(name) {
+            process.send(libc::SIGCONT);
+        }
+    }
+
+    /// Compacts etcd's history up to its current revision, through etcd's own API, so that
+    /// watches from older resourceVersions get 410 Gone. Returns the compacted revision.
+    pub async fn compact_etcd(&self) -> Result<i64> {
+        let addr = self.etcd_url().trim_start_matches("http://").to_owned();
+        let status = etcd_post(&addr, "/v3/maintenance/status", "{}").await?;
+        let revision = status["header"]["revision"]
+            .as_str()
+            .and_then(|r| r.parse::<i64>().ok())
+            .or_else(|| status["header"]["revision"].as_i64())
+            .ok_or_else(|| LabError::Client(format!("etcd status without a revision: {status}")))?;
+        let body = format!("{{\"revision\": {revision}, \"physical\": true}}");
+        etcd_post(&addr, "/v3/kv/compaction", &body).await?;
+        Ok(revision)
+    }
+
+    fn layout(&self) -> Layout {
+        Layout {
+            dir: self.dir.clone(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, LabState> {
+        lock(&self.state)
+    }
+
+    fn process(&self, name: &str) -> Option<Recorded> {
+        self.state()
+            .processes
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+    }
+
     async fn start_controller_manager(
-        &mut self,
+        &self,
         layout: &Layout,
         binaries: &Binaries,
         options: &LabOptions,
@@ -287,7 +377,7 @@ impl ControlPlane {
                 &binaries.kube_controller_manager,
                 &args,
                 &log,
-                options,
+                options.detached,
             )?;
             let client = self.admin_client().await?;
             // It works once its root-CA publisher has filled `default` with kube-root-ca.crt.
@@ -312,30 +402,32 @@ impl ControlPlane {
         Err(port_error("kube-controller-manager", &log))
     }
 
+    /// Starts a process and records it in the state file before anything else can fail.
     fn launch(
-        &mut self,
+        &self,
         name: &'static str,
         exe: &Path,
         args: &[String],
         log: &Path,
-        options: &LabOptions,
+        detached: bool,
     ) -> Result<Child> {
-        let child = spawn(exe, args, log, options.detached)?;
-        self.state.processes.retain(|p| p.name != name);
-        self.state.processes.push(Recorded {
-            name: name.to_owned(),
-            pid: child.id(),
-            exe: exe.to_path_buf(),
-        });
-        self.save_state(&Layout {
-            dir: self.dir.clone(),
-        })?;
+        let child = spawn(exe, args, log, detached)?;
+        {
+            let mut state = self.state();
+            state.processes.retain(|p| p.name != name);
+            state.processes.push(Recorded {
+                name: name.to_owned(),
+                pid: child.id(),
+                exe: exe.to_path_buf(),
+            });
+        }
+        self.save_state()?;
         Ok(child)
     }
 
-    fn save_state(&self, layout: &Layout) -> Result<()> {
-        let path = layout.state();
-        let json = serde_json::to_vec_pretty(&self.state).map_err(|source| LabError::State {
+    fn save_state(&self) -> Result<()> {
+        let path = self.layout().state();
+        let json = serde_json::to_vec_pretty(&*self.state()).map_err(|source| LabError::State {
             path: path.clone(),
             source,
         })?;
@@ -358,7 +450,7 @@ impl ControlPlane {
              certificate-authority: \"{ca}\"\ncontexts:\n- name: fleetwatch-lab\n  context:\n    cluster: fleetwatch-lab\n    \
              user: \"{user}\"\ncurrent-context: fleetwatch-lab\nusers:\n- name: \"{user}\"\n  user:\n    \
              client-certificate: \"{crt}\"\n    client-key: \"{key}\"\n",
-            server = self.state.apiserver_url,
+            server = self.state().apiserver_url,
             ca = pki.join("serving-ca.crt").display(),
             crt = crt.display(),
             key = key.display(),
@@ -380,27 +472,24 @@ impl ControlPlane {
     }
 
     /// The API server's URL (`https://127.0.0.1:<port>`).
-    pub fn apiserver_url(&self) -> &str {
-        &self.state.apiserver_url
+    pub fn apiserver_url(&self) -> String {
+        self.state().apiserver_url.clone()
     }
 
-    /// etcd's client URL, e.g. for compaction in tests.
-    pub fn etcd_url(&self) -> &str {
-        &self.state.etcd_url
+    /// etcd's client URL.
+    pub fn etcd_url(&self) -> String {
+        self.state().etcd_url.clone()
     }
 
     /// The processes this lab started.
-    pub fn processes(&self) -> &[Recorded] {
-        &self.state.processes
+    pub fn processes(&self) -> Vec<Recorded> {
+        self.state().processes.clone()
     }
 
-    /// The pid of one of the lab's processes by name (`etcd`, `kube-apiserver`, …).
+    /// The pid of one of the lab's processes by name (`etcd`, `kube-apiserver`,
+    /// `kube-controller-manager`); it changes when a process is restarted.
     pub fn pid(&self, name: &str) -> Option<u32> {
-        self.state
-            .processes
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.pid)
+        self.process(name).map(|p| p.pid)
     }
 
     /// A kubeconfig for another user and groups, signed by the lab's client CA — for tests of
@@ -430,7 +519,7 @@ impl ControlPlane {
     /// Stops every process this lab started (API server first, etcd last) and removes its
     /// directory. Safe to call more than once.
     pub fn stop(&self) {
-        stop_recorded(&self.state.processes);
+        stop_recorded(&self.processes());
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -499,6 +588,40 @@ fn clean_leftovers(layout: &Layout) -> Result<()> {
             .map_err(LabError::io("removing an old lab directory", &layout.dir))?;
     }
     Ok(())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data stays consistent across a panic elsewhere (each update is one assignment).
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A JSON POST to etcd's HTTP gateway on loopback (see `etcd_healthy` for why by hand).
+async fn etcd_post(addr: &str, path: &str, body: &str) -> Result<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fail = |what: String| LabError::Client(format!("etcd {path} at {addr}: {what}"));
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let (head, json) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| fail("no HTTP body".into()))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(fail(head.lines().next().unwrap_or_default().to_owned()));
+    }
+    serde_json::from_str(json).map_err(|e| fail(e.to_string()))
 }
 
 fn stop_recorded(processes: &[Recorded]) {

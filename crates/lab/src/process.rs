@@ -73,6 +73,15 @@ impl Recorded {
     }
 }
 
+impl Recorded {
+    /// Sends `sig` if the pid still runs our binary.
+    pub fn send(&self, sig: libc::c_int) {
+        if self.is_running() {
+            signal(self.pid, sig);
+        }
+    }
+}
+
 fn signal(pid: u32, sig: libc::c_int) {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return;
