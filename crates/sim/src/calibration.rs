@@ -1,0 +1,280 @@
+//! The cost model's coefficients, from a versioned TOML file (`format_version = 1`).
+//!
+//! The built-in file (`calibration.toml` beside this module) documents every key and its unit.
+//! The load lab will replace its plausible defaults with values measured on a real API server.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SimError};
+
+/// The built-in calibration file.
+pub const DEFAULT_TOML: &str = include_str!("calibration.toml");
+
+/// The only format this build reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// All coefficients of the cost model. Field names carry their units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub format_version: u32,
+    /// Where the numbers come from (shown in reports).
+    pub source: String,
+    pub api_server: ApiServerCosts,
+    pub etcd: EtcdCosts,
+    pub apf: Apf,
+    pub cluster: ClusterLoad,
+    pub dns: DnsCosts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiServerCosts {
+    pub cpu_seconds_per_get: f64,
+    pub cpu_seconds_per_list: f64,
+    pub cpu_seconds_per_object_listed_from_etcd: f64,
+    pub cpu_seconds_per_object_listed_from_cache: f64,
+    pub memory_bytes_per_object_listed: f64,
+    pub cpu_seconds_per_watch_event: f64,
+    pub memory_bytes_per_watch: f64,
+    pub memory_bytes_per_cached_object: f64,
+    pub memory_bytes_base: f64,
+    pub cpu_seconds_per_rejected_request: f64,
+    pub restart_seconds: f64,
+    pub request_timeout_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdCosts {
+    pub objects_per_second: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Apf {
+    pub seats_per_replica: f64,
+    pub queue_length_per_level_per_replica: f64,
+    pub objects_per_list_seat: f64,
+    pub max_seats_per_request: f64,
+    pub system_share: f64,
+    pub workload_share: f64,
+    pub quarantine_share: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterLoad {
+    pub requests_per_node_per_second: f64,
+    pub background_cores_per_node: f64,
+    pub pod_events_per_pod_per_second: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsCosts {
+    pub lookups_per_node_per_refresh: f64,
+    pub failing_lookup_multiplier: f64,
+    pub timeout_seconds: f64,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Self::parse("built-in calibration", DEFAULT_TOML)
+            .expect("the built-in calibration is valid")
+    }
+}
+
+impl Calibration {
+    /// Parses and validates a calibration file; `file` names it in errors.
+    ///
+    /// # Errors
+    /// [`SimError::Parse`] with line and column for syntax, type and unknown-key errors;
+    /// [`SimError::Invalid`] for a wrong `format_version` or a coefficient out of range.
+    pub fn parse(file: &str, text: &str) -> Result<Self> {
+        let cal: Calibration = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            SimError::at_offset(file, text, offset, e.message().trim_end().to_owned())
+        })?;
+        if cal.format_version != FORMAT_VERSION {
+            return Err(SimError::invalid(
+                file,
+                format!(
+                    "format_version {} is not supported; this build reads format_version {FORMAT_VERSION}",
+                    cal.format_version
+                ),
+            ));
+        }
+        cal.validate().map_err(|m| SimError::invalid(file, m))?;
+        Ok(cal)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let a = &self.api_server;
+        let positive = [
+            ("api_server.cpu_seconds_per_get", a.cpu_seconds_per_get),
+            ("api_server.cpu_seconds_per_list", a.cpu_seconds_per_list),
+            ("api_server.restart_seconds", a.restart_seconds),
+            (
+                "api_server.request_timeout_seconds",
+                a.request_timeout_seconds,
+            ),
+            ("etcd.objects_per_second", self.etcd.objects_per_second),
+            ("apf.seats_per_replica", self.apf.seats_per_replica),
+            ("apf.objects_per_list_seat", self.apf.objects_per_list_seat),
+            ("apf.max_seats_per_request", self.apf.max_seats_per_request),
+            ("apf.system_share", self.apf.system_share),
+            ("apf.workload_share", self.apf.workload_share),
+            ("apf.quarantine_share", self.apf.quarantine_share),
+            ("dns.timeout_seconds", self.dns.timeout_seconds),
+        ];
+        let non_negative = [
+            (
+                "api_server.cpu_seconds_per_object_listed_from_etcd",
+                a.cpu_seconds_per_object_listed_from_etcd,
+            ),
+            (
+                "api_server.cpu_seconds_per_object_listed_from_cache",
+                a.cpu_seconds_per_object_listed_from_cache,
+            ),
+            (
+                "api_server.memory_bytes_per_object_listed",
+                a.memory_bytes_per_object_listed,
+            ),
+            (
+                "api_server.cpu_seconds_per_watch_event",
+                a.cpu_seconds_per_watch_event,
+            ),
+            (
+                "api_server.memory_bytes_per_watch",
+                a.memory_bytes_per_watch,
+            ),
+            (
+                "api_server.memory_bytes_per_cached_object",
+                a.memory_bytes_per_cached_object,
+            ),
+            ("api_server.memory_bytes_base", a.memory_bytes_base),
+            (
+                "api_server.cpu_seconds_per_rejected_request",
+                a.cpu_seconds_per_rejected_request,
+            ),
+            (
+                "apf.queue_length_per_level_per_replica",
+                self.apf.queue_length_per_level_per_replica,
+            ),
+            (
+                "cluster.requests_per_node_per_second",
+                self.cluster.requests_per_node_per_second,
+            ),
+            (
+                "cluster.background_cores_per_node",
+                self.cluster.background_cores_per_node,
+            ),
+            (
+                "cluster.pod_events_per_pod_per_second",
+                self.cluster.pod_events_per_pod_per_second,
+            ),
+            (
+                "dns.lookups_per_node_per_refresh",
+                self.dns.lookups_per_node_per_refresh,
+            ),
+            (
+                "dns.failing_lookup_multiplier",
+                self.dns.failing_lookup_multiplier,
+            ),
+        ];
+        for (key, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{key} must be a positive number, got {v}"));
+            }
+        }
+        for (key, v) in non_negative {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{key} must be a non-negative number, got {v}"));
+            }
+        }
+        let shares = self.apf.system_share + self.apf.workload_share + self.apf.quarantine_share;
+        if shares > 1.0 + 1e-9 {
+            return Err(format!("apf shares add up to {shares}, more than 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn built_in_calibration_is_valid() {
+        let cal = Calibration::default();
+        assert_eq!(cal.format_version, FORMAT_VERSION);
+    }
+
+    #[test]
+    fn errors_point_at_line_and_column() {
+        let text = DEFAULT_TOML.replace(
+            "cpu_seconds_per_get = 0.002",
+            "cpu_seconds_per_get = \"fast\"",
+        );
+        let line = text
+            .lines()
+            .position(|l| l.contains("\"fast\""))
+            .expect("edited line")
+            + 1;
+        match Calibration::parse("cal.toml", &text) {
+            Err(SimError::Parse {
+                file,
+                line: l,
+                column,
+                message,
+            }) => {
+                assert_eq!(
+                    (file.as_str(), l, column),
+                    ("cal.toml", line, 23),
+                    "{message}"
+                );
+                assert!(message.contains("expected f64"), "{message}");
+            }
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+        let v2 = DEFAULT_TOML.replace("format_version = 1", "format_version = 2");
+        assert!(matches!(
+            Calibration::parse("c", &v2),
+            Err(SimError::Invalid { .. })
+        ));
+        let unknown = format!("{DEFAULT_TOML}\n[extra]\nx = 1\n");
+        assert!(matches!(
+            Calibration::parse("c", &unknown),
+            Err(SimError::Parse { .. })
+        ));
+    }
+
+    proptest! {
+        /// Any text yields a calibration or an error whose position lies inside the text.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+            check_position(&text);
+        }
+
+        /// Damaging one line of a valid file gives a valid file or a well-placed error.
+        #[test]
+        fn damaged_default_is_reported_in_place(line in 0usize..80, junk in "[=\\[\\]\"a-z0-9.\\- ]{0,12}") {
+            let mut lines: Vec<String> = DEFAULT_TOML.lines().map(str::to_owned).collect();
+            let i = line % lines.len();
+            lines[i] = junk;
+            check_position(&lines.join("\n"));
+        }
+    }
+
+    fn check_position(text: &str) {
+        match Calibration::parse("f", text) {
+            Ok(_) | Err(SimError::Invalid { .. } | SimError::Plan(_)) => {}
+            Err(SimError::Parse { line, column, .. }) => {
+                assert!(line >= 1 && line <= text.lines().count().max(1) + 1);
+                assert!(column >= 1);
+            }
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The YAML files of `fleetwatch sim`: fleet, change and policy. See `examples/` for documented
+//! examples. Errors carry the file, line and column and say what was expected.
+
+use std::{collections::BTreeSet, num::NonZeroU32};
+
+use serde::{Deserialize, de::DeserializeOwned};
+
+use crate::{
+    error::{Result, SimError},
+    fleet::{ApiServerSpec, Change, ClusterSpec, DnsSpec, Fleet, GIB, Pattern},
+    scenario::{self, Guard, Protections},
+};
+use fleetwatch_rollout::{DeclaredCache, Policy, ProjectionPolicy, SloGates, WaveStyle};
+
+/// A number > 0.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "f64")]
+struct Positive(f64);
+
+impl TryFrom<f64> for Positive {
+    type Error = String;
+    fn try_from(v: f64) -> std::result::Result<Self, String> {
+        if v.is_finite() && v > 0.0 {
+            Ok(Self(v))
+        } else {
+            Err(format!("expected a positive number, got {v}"))
+        }
+    }
+}
+
+/// A number in (0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "f64")]
+struct Fraction(f64);
+
+impl TryFrom<f64> for Fraction {
+    type Error = String;
+    fn try_from(v: f64) -> std::result::Result<Self, String> {
+        if v > 0.0 && v <= 1.0 {
+            Ok(Self(v))
+        } else {
+            Err(format!("expected a fraction in (0, 1], got {v}"))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetFile {
+    #[serde(default)]
+    dns: Option<DnsFile>,
+    clusters: Vec<ClusterFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsFile {
+    refresh_seconds: Positive,
+    stale_lifetime_minutes: Positive,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    name: String,
+    nodes: NonZeroU32,
+    #[serde(default)]
+    count: Option<NonZeroU32>,
+    #[serde(default)]
+    staging: bool,
+    #[serde(default)]
+    pods_per_node: Option<NonZeroU32>,
+    #[serde(default)]
+    api_servers: Option<ApiServersFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiServersFile {
+    replicas: NonZeroU32,
+    cores_per_replica: Positive,
+    memory_gib_per_replica: Positive,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum PatternName {
+    NaiveList,
+    WatchAll,
+    WatchNode,
+    Fleetwatch,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeFile {
+    name: String,
+    pattern: PatternName,
+    #[serde(default)]
+    list_interval_seconds: Option<Positive>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheFile {
+    name: String,
+    ttl_minutes: Positive,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    guard: Guard,
+    #[serde(default)]
+    first_fraction: Option<Fraction>,
+    #[serde(default)]
+    first_clusters: Option<NonZeroU32>,
+    #[serde(default)]
+    growth: Option<Positive>,
+    #[serde(default)]
+    batches: Option<NonZeroU32>,
+    #[serde(default)]
+    bake_margin_minutes: Option<Positive>,
+    #[serde(default)]
+    min_bake_minutes: Option<Positive>,
+    #[serde(default)]
+    caches: Vec<CacheFile>,
+    #[serde(default)]
+    slo: Option<SloGates>,
+    #[serde(default)]
+    max_projected_utilization: Option<Fraction>,
+    #[serde(default)]
+    max_failing_node_fraction: Option<Fraction>,
+}
+
+fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T> {
+    serde_yaml_ng::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        let mut message = e.to_string();
+        // The crate appends the position; we print it in front.
+        if let Some(i) = message.find(" at line ") {
+            message.truncate(i);
+        }
+        SimError::Parse {
+            file: file.to_owned(),
+            line,
+            column,
+            message,
+        }
+    })
+}
+
+/// Parses a fleet file.
+///
+/// # Errors
+/// [`SimError::Parse`] with line and column, or [`SimError::Invalid`] (no clusters, duplicate
+/// names).
+pub fn parse_fleet(file: &str, text: &str) -> Result<Fleet> {
+    let f: FleetFile = parse_yaml(file, text)?;
+    let dns = f.dns.map_or_else(DnsSpec::default, |d| DnsSpec {
+        refresh_seconds: d.refresh_seconds.0,
+        stale_lifetime_seconds: d.stale_lifetime_minutes.0 * 60.0,
+    });
+    if dns.stale_lifetime_seconds < dns.refresh_seconds {
+        return Err(SimError::invalid(
+            file,
+            "dns.stale_lifetime_minutes must be at least one refresh interval",
+        ));
+    }
+    let mut clusters = Vec::new();
+    for c in f.clusters {
+        let count = c.count.map_or(1, NonZeroU32::get);
+        for i in 1..=count {
+            let name = if c.count.is_some() {
+                format!("{}-{i:02}", c.name)
+            } else {
+                c.name.clone()
+            };
+            let mut spec = ClusterSpec::new(name, c.nodes.get(), c.staging);
+            if let Some(p) = c.pods_per_node {
+                spec.pods_per_node = p.get();
+            }
+            if let Some(a) = &c.api_servers {
+                spec.api = ApiServerSpec {
+                    replicas: a.replicas.get(),
+                    cores_per_replica: a.cores_per_replica.0,
+                    memory_bytes_per_replica: a.memory_gib_per_replica.0 * GIB,
+                };
+            }
+            clusters.push(spec);
+        }
+    }
+    if clusters.is_empty() {
+        return Err(SimError::invalid(
+            file,
+            "`clusters` is empty: list at least one cluster",
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for c in &clusters {
+        if !names.insert(c.name.as_str()) {
+            return Err(SimError::invalid(
+                file,
+                format!("two clusters are named `{}`: names must be unique", c.name),
+            ));
+        }
+    }
+    Ok(Fleet { clusters, dns })
+}
+
+/// Parses a change file.
+///
+/// # Errors
+/// [`SimError::Parse`] with line and column, or [`SimError::Invalid`].
+pub fn parse_change(file: &str, text: &str) -> Result<Change> {
+    let f: ChangeFile = parse_yaml(file, text)?;
+    let pattern = match (f.pattern, f.list_interval_seconds) {
+        (PatternName::NaiveList, interval) => Pattern::NaiveList {
+            interval_seconds: interval.map_or(30.0, |i| i.0),
+        },
+        (_, Some(_)) => {
+            return Err(SimError::invalid(
+                file,
+                "list_interval_seconds applies only to pattern naive-list",
+            ));
+        }
+        (PatternName::WatchAll, None) => Pattern::WatchAll,
+        (PatternName::WatchNode, None) => Pattern::WatchNode,
+        (PatternName::Fleetwatch, None) => Pattern::Fleetwatch,
+    };
+    Ok(Change {
+        name: f.name,
+        pattern,
+    })
+}
+
+/// Parses a policy file for a fleet with these DNS caches: the guard's defaults
+/// ([`scenario::guard_policy`]) with the file's overrides.
+///
+/// # Errors
+/// [`SimError::Parse`] with line and column, or [`SimError::Invalid`].
+pub fn parse_policy(file: &str, text: &str, dns: &DnsSpec) -> Result<(Policy, Protections)> {
+    let f: PolicyFile = parse_yaml(file, text)?;
+    let (mut policy, protections) = scenario::guard_policy(f.guard, dns);
+    match &mut policy.waves {
+        WaveStyle::Stratified {
+            first_fraction,
+            first_clusters,
+            growth,
+        } => {
+            if f.batches.is_some() {
+                return Err(SimError::invalid(
+                    file,
+                    "`batches` applies only to guard: off",
+                ));
+            }
+            if let Some(v) = f.first_fraction {
+                *first_fraction = v.0;
+            }
+            if let Some(v) = f.first_clusters {
+                *first_clusters = v.get() as usize;
+            }
+            if let Some(v) = f.growth {
+                if v.0 <= 1.0 {
+                    return Err(SimError::invalid(file, "growth must be greater than 1"));
+                }
+                *growth = v.0;
+            }
+        }
+        WaveStyle::Batches { batches } => {
+            if f.first_fraction.is_some() || f.first_clusters.is_some() || f.growth.is_some() {
+                return Err(SimError::invalid(
+                    file,
+                    "first_fraction, first_clusters and growth apply only to guard: on",
+                ));
+            }
+            if let Some(v) = f.batches {
+                *batches = v.get() as usize;
+            }
+        }
+    }
+    if let Some(v) = f.bake_margin_minutes {
+        policy.bake.margin_seconds = v.0 * 60.0;
+    }
+    if let Some(v) = f.min_bake_minutes {
+        policy.bake.min_seconds = v.0 * 60.0;
+    }
+    policy
+        .bake
+        .caches
+        .extend(f.caches.into_iter().map(|c| DeclaredCache {
+            name: c.name,
+            ttl_seconds: c.ttl_minutes.0 * 60.0,
+        }));
+    if let Some(slo) = f.slo {
+        policy.gates = Some(slo);
+    }
+    if let Some(v) = f.max_projected_utilization {
+        policy.projection = Some(ProjectionPolicy {
+            max_utilization: v.0,
+            ..policy.projection.unwrap_or_default()
+        });
+    }
+    if let Some(v) = f.max_failing_node_fraction {
+        policy.max_failing_node_fraction = Some(v.0);
+    }
+    Ok((policy, protections))
+}
