@@ -1,0 +1,141 @@
+//! Retry layer for 429 Too Many Requests and 503 Service Unavailable — the answers that say the
+//! request was not processed and the server is overloaded. A `Retry-After` (in seconds) is
+//! honoured as given (plus up to 10% jitter, never less); without one the wait is the shared
+//! jittered exponential backoff, which grows with consecutive failures anywhere in the process and
+//! resets after two quiet minutes. Other errors go back to the caller: informers back off on their
+//! own, and a write that failed in transit must not be sent twice blindly.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use tower::util::rng::{HasherRng, Rng};
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+use crate::accounting::{Metrics, RetryLabels};
+use crate::backoff::{Backoff, BackoffSettings};
+
+/// Retries per request before the 429/503 is handed to the caller.
+pub const MAX_RETRIES: u32 = 10;
+/// A `Retry-After` longer than this is capped (a misbehaving server must not park us for days).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+pub struct RetryLayer {
+    backoff: Arc<Mutex<Backoff>>,
+    metrics: Metrics,
+}
+
+impl RetryLayer {
+    pub fn new(settings: BackoffSettings, metrics: Metrics) -> Self {
+        RetryLayer {
+            backoff: Arc::new(Mutex::new(Backoff::new(settings))),
+            metrics,
+        }
+    }
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+    fn layer(&self, inner: S) -> Retry<S> {
+        Retry {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Retry<S> {
+    inner: S,
+    layer: RetryLayer,
+}
+
+impl RetryLayer {
+    /// How long to wait before retrying `response`, or `None` if it is not to be retried.
+    fn delay<B>(&self, response: &Response<B>) -> Option<Duration> {
+        let status = response.status();
+        if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
+            return None;
+        }
+        // Every overload answer counts towards the shared backoff, told when to retry or not.
+        let backoff = self
+            .backoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_delay();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+        let (reason, delay) = match retry_after {
+            Some(after) => (
+                "retry_after",
+                after.mul_f64(1.0 + 0.1 * HasherRng::new().next_f64()),
+            ),
+            None => ("backoff", backoff),
+        };
+        let labels = RetryLabels { reason };
+        self.metrics.retries.get_or_create(&labels).inc();
+        self.metrics
+            .retry_delay
+            .get_or_create(&labels)
+            .observe(delay.as_secs_f64());
+        Some(delay)
+    }
+}
+
+impl<S, B> Service<Request<Body>> for Retry<S>
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = Response<B>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<B>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let mut request = request;
+            let mut retries = 0;
+            loop {
+                // A streaming request body cannot be replayed: such a request is sent once.
+                let replay = (retries < MAX_RETRIES).then(|| copy(&request)).flatten();
+                let response = inner.clone().oneshot(request).await?;
+                let Some(next) = replay else {
+                    return Ok(response);
+                };
+                let Some(delay) = layer.delay(&response) else {
+                    return Ok(response);
+                };
+                drop(response);
+                tokio::time::sleep(delay).await;
+                request = next;
+                retries += 1;
+            }
+        })
+    }
+}
+
+fn copy(request: &Request<Body>) -> Option<Request<Body>> {
+    let mut copy = Request::new(request.body().try_clone()?);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
+    Some(copy)
+}

@@ -1,0 +1,369 @@
+//! The budgeted client against a real API server: construction errors, informers, 429s from a
+//! tiny APF priority level, and the hard ceiling. These tests share one control plane and
+//! isolate themselves by user, flow schema and namespace.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{connect, eventually, namespace, server_requests_of, settings, sum, test_user};
+use fleetwatch_client::{Client, Error, Priority, Source, Watch};
+use fleetwatch_lab::testing;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams};
+use kube::core::PartialObjectMeta;
+
+fn config_map(name: &str) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"test": "budget"}},
+        "data": {"key": "value"},
+    }))
+    .expect("a config map")
+}
+
+fn name_of(meta: &PartialObjectMeta<ConfigMap>) -> String {
+    meta.metadata.name.clone().unwrap_or_default()
+}
+
+fn label_count(meta: &PartialObjectMeta<ConfigMap>) -> String {
+    meta.metadata
+        .labels
+        .as_ref()
+        .map_or(0, |l| l.len())
+        .to_string()
+}
+
+async fn connect_to(path: std::path::PathBuf, context: Option<&str>) -> Result<Client, Error> {
+    Client::connect(
+        Source::Kubeconfig {
+            path,
+            context: context.map(str::to_owned),
+        },
+        settings("test"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn construction_errors_name_the_file_context_and_server_never_the_token() {
+    let plane = testing::shared();
+    let dir = tempfile_dir(plane);
+    let good = plane.kubeconfig();
+    let text = std::fs::read_to_string(&good).expect("kubeconfig");
+
+    let missing = dir.join("missing-kubeconfig");
+    let e = connect_to(missing.clone(), None)
+        .await
+        .expect_err("missing file");
+    assert!(matches!(e, Error::Kubeconfig { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&missing.display().to_string()),
+        "{e}"
+    );
+
+    let e = connect_to(good.clone(), Some("nope"))
+        .await
+        .expect_err("unknown context");
+    assert!(matches!(e, Error::UnknownContext { .. }), "{e}");
+    assert!(e.to_string().contains("fleetwatch-lab"), "{e}");
+
+    // The client CA did not sign the API server's certificate.
+    let bad_ca = dir.join("kubeconfig-bad-ca");
+    std::fs::write(&bad_ca, text.replace("serving-ca.crt", "client-ca.crt")).expect("write");
+    let e = connect_to(bad_ca, None).await.expect_err("wrong CA");
+    assert!(matches!(e, Error::Certificate { .. }), "{e}");
+    assert!(e.to_string().contains(&plane.apiserver_url()), "{e}");
+
+    // Nothing listens on a port we just released; the user authenticates with a token.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let token = "sekret-token-0123456789";
+    let unreachable = dir.join("kubeconfig-unreachable");
+    let user_start = text.find("users:").expect("users section");
+    let with_token = format!(
+        "{}users:\n- name: \"tok\"\n  user:\n    token: {token}\n",
+        &text[..user_start]
+    )
+    .replace(&plane.apiserver_url(), &format!("https://127.0.0.1:{port}"))
+    .replace("user: \"fleetwatch-lab-admin\"", "user: \"tok\"");
+    std::fs::write(&unreachable, &with_token).expect("write");
+    let e = connect_to(unreachable, None)
+        .await
+        .expect_err("unreachable");
+    assert!(matches!(e, Error::Unreachable { .. }), "{e}");
+    assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+    assert!(
+        !format!("{e} {e:?}").contains(token),
+        "the token leaked: {e:?}"
+    );
+
+    // A kubeconfig that is not YAML: the error must not quote it.
+    let broken = dir.join("kubeconfig-broken");
+    std::fs::write(&broken, format!("users: [ {{ token: {token}\n")).expect("write");
+    let e = connect_to(broken, None).await.expect_err("broken");
+    assert!(matches!(e, Error::Kubeconfig { .. }), "{e}");
+    assert!(
+        !format!("{e} {e:?}").contains(token),
+        "the token leaked: {e:?}"
+    );
+}
+
+fn tempfile_dir(plane: &fleetwatch_lab::ControlPlane) -> std::path::PathBuf {
+    let dir = plane.dir().join("client-test-files");
+    std::fs::create_dir_all(&dir).expect("a directory for test kubeconfigs");
+    dir
+}
+
+#[tokio::test]
+async fn informers_converge_are_shared_and_reads_go_through_them_only() {
+    let plane = testing::shared();
+    let kubeconfig = test_user(plane, "fw-informers", "workload-low").await;
+    namespace(plane, "informers").await;
+    let client = connect(kubeconfig, settings("test")).await;
+    let writer = client.writer::<ConfigMap>("informers");
+    for i in 0..5 {
+        writer
+            .create(&config_map(&format!("cm-{i}")))
+            .await
+            .expect("create");
+    }
+
+    let watch = || Watch::<ConfigMap>::namespaced("informers").labels("test=budget");
+    let informer = client
+        .metadata_informer(watch(), name_of)
+        .expect("an informer");
+    informer.ready().await;
+    let names = |i: &fleetwatch_client::Informer<String>| -> BTreeSet<String> {
+        i.store().iter().map(|(_, v)| v.clone()).collect()
+    };
+    let expected: BTreeSet<String> = (0..5).map(|i| format!("cm-{i}")).collect();
+    assert_eq!(names(&informer), expected);
+
+    // Changes arrive by watch, with no further list.
+    writer.delete("cm-0").await.expect("delete");
+    writer
+        .apply("cm-9", &config_map("cm-9"))
+        .await
+        .expect("apply");
+    let mut expected = expected;
+    expected.remove("cm-0");
+    expected.insert("cm-9".to_owned());
+    eventually(Duration::from_secs(20), "the watch to deliver", || {
+        names(&informer) == expected
+    })
+    .await;
+    assert_eq!(informer.stats().lists, 1);
+
+    // The same resource and selector is one shared watch; another projection is refused.
+    let again = client
+        .metadata_informer(watch(), name_of)
+        .expect("the shared informer");
+    assert_eq!(again.stats(), informer.stats());
+    let e = client
+        .metadata_informer(watch(), label_count)
+        .expect_err("a second projection");
+    assert!(matches!(e, Error::ConflictingProjection { .. }), "{e}");
+
+    // Non-resource scrapes are allowed; resource paths are not.
+    assert!(
+        client
+            .scrape("/readyz")
+            .await
+            .expect("readyz")
+            .contains("ok")
+    );
+    let e = client
+        .scrape("/api/v1/pods")
+        .await
+        .expect_err("a LIST by path");
+    assert!(matches!(e, Error::NotScrapable { .. }), "{e}");
+}
+
+/// A flow schema for our user in a priority level with a single share that rejects what it
+/// cannot seat: a flood of creates meets 429s.
+#[tokio::test]
+async fn flood_against_a_tiny_priority_level_stays_in_rate_honours_retry_after_and_finishes() {
+    const USER: &str = "fw-429";
+    const CREATES: usize = 300;
+    let plane = testing::shared();
+    common::tiny_priority_level(plane, "fw-tiny").await;
+    let kubeconfig = test_user(plane, USER, "fw-tiny").await;
+    namespace(plane, "flood").await;
+    let mut settings = settings("flood");
+    settings.qps = 50.0;
+    settings.burst = 50;
+    settings.concurrency.initial = 16;
+    settings.concurrency.max = 16;
+    let client = connect(kubeconfig, settings).await;
+
+    // The lowest concurrency limit seen during the flood (additive increase restores it after).
+    let lowest = Arc::new(Mutex::new(f64::MAX));
+    let sampler = {
+        let (client, lowest) = (client.clone(), lowest.clone());
+        tokio::spawn(async move {
+            loop {
+                let text = common::client_metrics(&client);
+                let limit = sum(&text, "fleetwatch_client_concurrency_limit", &[]);
+                {
+                    let mut lowest = lowest.lock().expect("lock");
+                    *lowest = lowest.min(limit);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let before = server_requests_of(plane, USER).await;
+    let started = Instant::now();
+    let writer = client.writer::<ConfigMap>("flood");
+    let work = (0..CREATES).map(|i| {
+        let writer = writer.clone();
+        async move { writer.create(&config_map(&format!("flood-{i}"))).await }
+    });
+    let results = futures::future::join_all(work).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = server_requests_of(plane, USER).await;
+
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} creates failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    let admin = plane.admin_client().await.expect("admin");
+    let stored = Api::<ConfigMap>::namespaced(admin, "flood")
+        .list(&ListParams::default().labels("test=budget"))
+        .await
+        .expect("list")
+        .items
+        .len();
+    assert_eq!(stored, CREATES, "every create landed");
+
+    let dispatched = after.0 - before.0;
+    let rejected = after.1 - before.1;
+    let ours = common::client_metrics(&client);
+    let retried_after = sum(
+        &ours,
+        "fleetwatch_client_retries_total",
+        &[("reason", "retry_after")],
+    );
+    let too_early = sum(
+        &ours,
+        "fleetwatch_client_retry_delay_seconds_bucket",
+        &[("reason", "retry_after"), ("le", "0.99")],
+    );
+    sampler.abort();
+    let limit = *lowest.lock().expect("lock");
+    println!(
+        "429 test: {CREATES} creates in {elapsed:.1} s; API server dispatched {dispatched}, \
+         rejected (429) {rejected}; retries after Retry-After {retried_after}; \
+         lowest concurrency limit {limit}"
+    );
+    assert!(
+        rejected > 0.0,
+        "the priority level never rejected: the test proves nothing"
+    );
+    assert!(
+        retried_after > 0.0,
+        "429s came without Retry-After or were not retried"
+    );
+    assert_eq!(too_early, 0.0, "a retry came sooner than Retry-After said");
+    // Everything the server saw, 429s included, fits the token bucket: burst + qps × time.
+    let sent = dispatched + rejected;
+    assert!(
+        sent <= 50.0 + 50.0 * elapsed + 1.0,
+        "{sent} requests in {elapsed:.1} s exceed 50 + 50/s"
+    );
+    assert!(
+        limit < 12.0,
+        "the concurrency limit did not back off on 429s: lowest {limit}"
+    );
+}
+
+/// A caller asking for 1,000 requests/s, with its QPS and burst raised to match, gets the hard
+/// ceiling (1,200 a minute: 20/s, 100 in the bucket), as the API server's count for the caller's
+/// flow schema shows; the shed requests are counted and the component is told.
+#[tokio::test]
+async fn a_caller_asking_for_1000_requests_per_second_gets_the_ceiling() {
+    const USER: &str = "fw-ceiling";
+    const SECONDS: f64 = 10.0;
+    let plane = testing::shared();
+    let kubeconfig = test_user(plane, USER, "workload-high").await;
+    let mut settings = settings("ceiling");
+    settings.qps = 1_000.0;
+    settings.burst = 1_000;
+    settings.concurrency.initial = 64;
+    settings.concurrency.max = 64;
+    settings.requests_per_minute = u32::MAX;
+    let client = connect(kubeconfig, settings).await;
+    let told = client.ceiling_hits();
+    let background = client.with_priority(Priority::Background);
+
+    let before = server_requests_of(plane, USER).await;
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    while started.elapsed().as_secs_f64() < SECONDS {
+        tick.tick().await;
+        let client = background.clone();
+        tasks.push(tokio::spawn(async move { client.scrape("/version").await }));
+    }
+    let asked = tasks.len();
+    let mut ok = 0usize;
+    let mut shed = 0usize;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(Error::Shed { .. }) => shed += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = server_requests_of(plane, USER).await;
+    let seen = after.0 - before.0 + after.1 - before.1;
+    let ours = common::client_metrics(&client);
+    let hits = sum(
+        &ours,
+        "fleetwatch_client_ceiling_hits_total",
+        &[("action", "shed")],
+    );
+    println!(
+        "ceiling test: asked {asked} in {elapsed:.1} s ({:.0}/s); sent {ok}, shed {shed}; \
+         API server saw {seen} ({:.1}/s); ceiling hits {hits}",
+        asked as f64 / elapsed,
+        seen / elapsed,
+    );
+    assert!(
+        asked as f64 > 800.0 * SECONDS,
+        "the caller did not ask for ~1,000/s"
+    );
+    let allowed = 100.0 + 20.0 * elapsed;
+    assert!(
+        seen <= allowed + 2.0,
+        "the API server saw {seen}, over the ceiling's {allowed:.0}"
+    );
+    assert!(
+        seen >= 0.8 * (100.0 + 20.0 * SECONDS),
+        "the ceiling let through only {seen}"
+    );
+    assert!(
+        (seen - ok as f64).abs() <= 2.0,
+        "server saw {seen}, the client sent {ok}"
+    );
+    assert_eq!(
+        hits, shed as f64,
+        "every shed request is a counted ceiling hit"
+    );
+    assert!(
+        told.has_changed().expect("client alive"),
+        "the component was not told"
+    );
+}
