@@ -5,10 +5,10 @@
 //! Must not: do I/O, read clocks or sleep. A [`Backend`] gives it the clusters and the caller gives
 //! it the time, so the fleet simulator and the real `fleetwatch rollout` executor use it unchanged.
 //!
-//! Start with [`plan`] (a [`Policy`] and the [`Target`] clusters → a [`Plan`] of waves), then drive
+//! Start with [`plan()`] (a [`Policy`] and the [`Target`] clusters → a [`Plan`] of waves), then drive
 //! an [`Engine`] by calling [`Engine::tick`] with the current time and a [`Backend`]:
 //!
-//! - [`plan`]: scale-stratified waves — staging first, then the *largest* clusters at a small node
+//! - [`mod@plan`]: scale-stratified waves — staging first, then the *largest* clusters at a small node
 //!   fraction, wave sizes growing geometrically; bake ≥ the longest declared cache TTL + a margin;
 //! - [`gate`]: absolute control-plane SLOs (GET/LIST p99, 429 ratio, API server restarts) checked
 //!   during bake — absolute because a shared API server degrades canary and baseline alike;

@@ -9,8 +9,9 @@ use fleetwatch_sim::{Calibration, ClusterSpec, Guard, RunSpec, replay, run};
 /// they add up to `total_nodes`.
 fn bench_spec(clusters: u32, total_nodes: f64) -> RunSpec {
     let mut spec = replay(Guard::Off, 1, 0, Calibration::default());
-    let raw: Vec<f64> =
-        (0..clusters).map(|i| 40.0 * 250f64.powf(f64::from(i) / f64::from(clusters - 1))).collect();
+    let raw: Vec<f64> = (0..clusters)
+        .map(|i| 40.0 * 250f64.powf(f64::from(i) / f64::from(clusters - 1)))
+        .collect();
     let scale = total_nodes / raw.iter().sum::<f64>();
     spec.fleet.clusters = raw
         .iter()

@@ -234,12 +234,20 @@ pub fn parse_change(file: &str, text: &str) -> Result<Change> {
     })
 }
 
+/// A parsed policy file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyInput {
+    pub guard: Guard,
+    pub policy: Policy,
+    pub protections: Protections,
+}
+
 /// Parses a policy file for a fleet with these DNS caches: the guard's defaults
 /// ([`scenario::guard_policy`]) with the file's overrides.
 ///
 /// # Errors
 /// [`SimError::Parse`] with line and column, or [`SimError::Invalid`].
-pub fn parse_policy(file: &str, text: &str, dns: &DnsSpec) -> Result<(Policy, Protections)> {
+pub fn parse_policy(file: &str, text: &str, dns: &DnsSpec) -> Result<PolicyInput> {
     let f: PolicyFile = parse_yaml(file, text)?;
     let (mut policy, protections) = scenario::guard_policy(f.guard, dns);
     match &mut policy.waves {
@@ -304,5 +312,148 @@ pub fn parse_policy(file: &str, text: &str, dns: &DnsSpec) -> Result<(Policy, Pr
     if let Some(v) = f.max_failing_node_fraction {
         policy.max_failing_node_fraction = Some(v.0);
     }
-    Ok((policy, protections))
+    Ok(PolicyInput {
+        guard: f.guard,
+        policy,
+        protections,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FLEET: &str = include_str!("../../../examples/fleet.yaml");
+    const CHANGES: [&str; 2] = [
+        include_str!("../../../examples/change-naive-list.yaml"),
+        include_str!("../../../examples/change-fleetwatch.yaml"),
+    ];
+    const POLICIES: [&str; 2] = [
+        include_str!("../../../examples/policy-guarded.yaml"),
+        include_str!("../../../examples/policy-unguarded.yaml"),
+    ];
+
+    #[test]
+    fn examples_parse() {
+        let fleet = parse_fleet("fleet.yaml", FLEET).expect("example fleet");
+        assert_eq!(fleet.clusters.len(), 1 + 1 + 1 + 8 + 20);
+        assert_eq!(fleet.clusters[4].name, "prod-medium-02");
+        assert_eq!(fleet.dns.stale_lifetime_seconds, 1200.0);
+        for c in CHANGES {
+            parse_change("change.yaml", c).expect("example change");
+        }
+        let guarded = parse_policy("p.yaml", POLICIES[0], &fleet.dns).expect("guarded");
+        assert_eq!(guarded.guard, Guard::On);
+        assert!(guarded.protections.break_glass && guarded.protections.quarantine);
+        // The fleet's DNS lifetime and the declared cache both count; bake ≥ 20 min + 5 min.
+        assert_eq!(guarded.policy.bake.bake_seconds(), 1500.0);
+        let unguarded = parse_policy("p.yaml", POLICIES[1], &fleet.dns).expect("unguarded");
+        assert_eq!(unguarded.guard, Guard::Off);
+        assert!(!unguarded.protections.break_glass);
+    }
+
+    fn parse_error(result: Result<impl std::fmt::Debug>) -> (usize, usize, String) {
+        match result {
+            Err(SimError::Parse {
+                line,
+                column,
+                message,
+                ..
+            }) => (line, column, message),
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_carry_line_column_and_what_was_expected() {
+        let bad_type = "clusters:\n  - name: a\n    nodes: many\n";
+        let (line, column, message) = parse_error(parse_fleet("f.yaml", bad_type));
+        assert_eq!((line, column), (3, 12), "{message}");
+        assert!(message.contains("expected"), "{message}");
+
+        let zero = "clusters:\n  - name: a\n    nodes: 0\n";
+        let (line, _, message) = parse_error(parse_fleet("f.yaml", zero));
+        assert_eq!(line, 3, "{message}");
+        assert!(message.contains("nonzero"), "{message}");
+
+        let unknown = "name: x\npattern: naive-list\nlist_interval: 30\n";
+        let (line, column, message) = parse_error(parse_change("c.yaml", unknown));
+        assert_eq!((line, column), (3, 1), "{message}");
+        assert!(message.contains("list_interval_seconds"), "{message}");
+
+        let pattern = "name: x\npattern: poll-everything\n";
+        let (line, _, message) = parse_error(parse_change("c.yaml", pattern));
+        assert_eq!(line, 2);
+        assert!(message.contains("naive-list"), "{message}");
+
+        let fraction = "guard: on\nfirst_fraction: 1.5\n";
+        let (line, _, message) = parse_error(parse_policy("p.yaml", fraction, &DnsSpec::default()));
+        assert_eq!(line, 2);
+        assert!(message.contains("fraction"), "{message}");
+
+        let rendered = SimError::Parse {
+            file: "f.yaml".into(),
+            line: 3,
+            column: 12,
+            message: "m".into(),
+        }
+        .to_string();
+        assert_eq!(rendered, "f.yaml:3:12: m");
+    }
+
+    #[test]
+    fn whole_file_problems_are_reported() {
+        let dup = "clusters:\n  - name: a\n    nodes: 1\n  - name: a\n    nodes: 2\n";
+        assert!(matches!(
+            parse_fleet("f", dup),
+            Err(SimError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse_fleet("f", "clusters: []\n"),
+            Err(SimError::Invalid { .. })
+        ));
+        let mixed = "guard: off\ngrowth: 3\n";
+        assert!(matches!(
+            parse_policy("p", mixed, &DnsSpec::default()),
+            Err(SimError::Invalid { .. })
+        ));
+    }
+
+    fn check_position(text: &str, result: Result<impl std::fmt::Debug>) {
+        if let Err(SimError::Parse { line, column, .. }) = result {
+            assert!(
+                line >= 1 && line <= text.lines().count() + 1,
+                "line {line} in {text:?}"
+            );
+            assert!(column >= 1);
+        }
+    }
+
+    proptest! {
+        /// Arbitrary text never panics the parsers; errors point inside the text.
+        #[test]
+        fn arbitrary_text(text in "\\PC{0,200}") {
+            check_position(&text, parse_fleet("f", &text));
+            check_position(&text, parse_change("c", &text));
+            check_position(&text, parse_policy("p", &text, &DnsSpec::default()));
+        }
+
+        /// Damaging one line of an example gives a valid file or an error placed in the text.
+        #[test]
+        fn damaged_examples(line in 0usize..100, junk in "[ :a-z0-9_.\\-\\[\\]{}#]{0,16}") {
+            let damage = |text: &str| {
+                let mut lines: Vec<&str> = text.lines().collect();
+                let i = line % lines.len();
+                lines[i] = &junk;
+                lines.join("\n")
+            };
+            let fleet = damage(FLEET);
+            check_position(&fleet, parse_fleet("f", &fleet));
+            let change = damage(CHANGES[0]);
+            check_position(&change, parse_change("c", &change));
+            let policy = damage(POLICIES[0]);
+            check_position(&policy, parse_policy("p", &policy, &DnsSpec::default()));
+        }
+    }
 }

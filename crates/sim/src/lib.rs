@@ -33,7 +33,7 @@ pub mod scenario;
 pub use calibration::Calibration;
 pub use error::{Result, SimError};
 pub use fleet::{Change, ClusterSpec, DnsSpec, Fleet, Pattern};
-pub use report::{JsonReport, text_report};
+pub use report::{JsonReport, html_report, text_report};
 pub use run::{RunResult, RunSpec, RunSummary, Simulation, run};
 pub use scenario::{Guard, Protections};
 
