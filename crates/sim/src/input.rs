@@ -12,35 +12,65 @@ use crate::{
 };
 use fleetwatch_rollout::{DeclaredCache, Policy, ProjectionPolicy, SloGates, WaveStyle};
 
+/// Reads a number and checks it inside the visitor, so the error carries the number's position.
+struct Checked {
+    expecting: &'static str,
+    valid: fn(f64) -> bool,
+}
+
+impl serde::de::Visitor<'_> for Checked {
+    type Value = f64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<f64, E> {
+        if (self.valid)(v) {
+            Ok(v)
+        } else {
+            Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+        }
+    }
+
+    #[allow(clippy::cast_precision_loss)] // any integer that large is out of range anyway
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<f64, E> {
+        self.visit_f64(v as f64)
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<f64, E> {
+        self.visit_f64(v as f64)
+    }
+}
+
 /// A number > 0.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(try_from = "f64")]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Positive(f64);
 
-impl TryFrom<f64> for Positive {
-    type Error = String;
-    fn try_from(v: f64) -> std::result::Result<Self, String> {
-        if v.is_finite() && v > 0.0 {
-            Ok(Self(v))
-        } else {
-            Err(format!("expected a positive number, got {v}"))
-        }
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let valid = |v: f64| v.is_finite() && v > 0.0;
+        d.deserialize_f64(Checked {
+            expecting: "a positive number",
+            valid,
+        })
+        .map(Self)
     }
 }
 
 /// A number in (0, 1].
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(try_from = "f64")]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Fraction(f64);
 
-impl TryFrom<f64> for Fraction {
-    type Error = String;
-    fn try_from(v: f64) -> std::result::Result<Self, String> {
-        if v > 0.0 && v <= 1.0 {
-            Ok(Self(v))
-        } else {
-            Err(format!("expected a fraction in (0, 1], got {v}"))
-        }
+impl<'de> Deserialize<'de> for Fraction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let valid = |v: f64| v > 0.0 && v <= 1.0;
+        d.deserialize_f64(Checked {
+            expecting: "a fraction in (0, 1]",
+            valid,
+        })
+        .map(Self)
     }
 }
 
