@@ -369,8 +369,11 @@ impl ControlPlane {
                 "--leader-elect=false".to_owned(),
                 "--use-service-account-credentials=false".to_owned(),
                 // No kubelets renew these nodes' leases: the node lifecycle controller would mark
-                // every synthetic node NotReady and evict its pods.
-                "--controllers=*,-node-lifecycle-controller,-node-ipam-controller".to_owned(),
+                // every synthetic node NotReady and evict its pods. The synthetic pods' owning
+                // ReplicaSets must stay inert too, or their controller would add and delete pods
+                // while the lab fills them.
+                "--controllers=*,-node-lifecycle-controller,-node-ipam-controller,-replicaset-controller"
+                    .to_owned(),
             ];
             let mut child = self.launch(
                 "kube-controller-manager",
