@@ -299,13 +299,15 @@ mod tests {
     use crate::{BakePolicy, DeclaredCache, ProjectionPolicy, SloGates, WaveStyle, plan};
 
     /// A toy backend: the change costs `k(N) = per_node_per_size · N` per admitted node.
-    #[derive(Debug)]
+    #[derive(Debug, Clone)]
     struct Toy {
         sizes: Vec<u32>,
         fraction: Vec<f64>,
         per_node_per_size: f64,
         applied: Vec<Step>,
         rolled_back: Vec<ClusterId>,
+        /// This cluster's GET p99 breaches the SLO while it has the change.
+        slow: Option<ClusterId>,
     }
 
     impl Backend for Toy {
@@ -320,15 +322,17 @@ mod tests {
         fn observe(&self, c: ClusterId) -> Observation {
             let n = f64::from(self.sizes[c.0]);
             let admitted_nodes = (self.fraction[c.0] * n).ceil();
+            let slow = self.slow == Some(c) && admitted_nodes > 0.0;
             Observation {
                 change_cost_cores: admitted_nodes * self.per_node_per_size * n,
                 admitted_nodes,
+                get_p99_seconds: if slow { 2.0 } else { 0.05 },
                 ..Observation::default()
             }
         }
     }
 
-    fn run(per_node_per_size: f64) -> (Engine, Toy, Vec<Event>) {
+    fn setup(per_node_per_size: f64, slow: Option<ClusterId>) -> (Engine, Toy) {
         let sizes = vec![40, 5000, 3000, 800, 200, 100];
         let targets: Vec<Target> = sizes
             .iter()
@@ -365,14 +369,25 @@ mod tests {
             per_node_per_size,
             applied: vec![],
             rolled_back: vec![],
+            slow,
         };
-        let mut engine = Engine::new(targets, plan, policy);
+        (Engine::new(targets, plan, policy), toy)
+    }
+
+    /// Ticks every 10 s from `from` until the engine finishes or `until`.
+    fn drive(engine: &mut Engine, toy: &mut Toy, from: f64, until: f64) -> Vec<Event> {
         let mut events = Vec::new();
-        let mut now = 0.0;
-        while !engine.is_finished() && now < 1e6 {
-            events.extend(engine.tick(now, &mut toy));
+        let mut now = from;
+        while !engine.is_finished() && now < until {
+            events.extend(engine.tick(now, toy));
             now += 10.0;
         }
+        events
+    }
+
+    fn run(per_node_per_size: f64) -> (Engine, Toy, Vec<Event>) {
+        let (mut engine, mut toy) = setup(per_node_per_size, None);
+        let events = drive(&mut engine, &mut toy, 0.0, 1e6);
         (engine, toy, events)
     }
 
@@ -401,5 +416,40 @@ mod tests {
         assert!(matches!(engine.phase(), Phase::Completed { .. }));
         assert_eq!(toy.fraction, vec![1.0; 6]);
         assert!(toy.rolled_back.is_empty());
+    }
+
+    #[test]
+    fn slo_breach_during_bake_halts_and_rolls_back() {
+        let (mut engine, mut toy) = setup(1e-9, Some(ClusterId(1)));
+        drive(&mut engine, &mut toy, 0.0, 1e6);
+        let Phase::Halted {
+            wave,
+            reason: HaltReason::Slo { cluster, breach },
+            ..
+        } = engine.phase()
+        else {
+            panic!("expected an SLO halt, got {:?}", engine.phase());
+        };
+        assert_eq!((*wave, *cluster), (1, ClusterId(1)));
+        assert!(matches!(breach, Breach::GetP99 { .. }));
+        assert_eq!(toy.fraction, vec![0.0; 6]);
+    }
+
+    #[test]
+    fn a_persisted_engine_resumes_where_it_stopped() {
+        let (mut engine, mut toy) = setup(1e-9, None);
+        drive(&mut engine, &mut toy, 0.0, 4000.0);
+        let saved = serde_json::to_string(&engine).expect("serializes");
+        let mut restored: Engine = serde_json::from_str(&saved).expect("deserializes");
+        let mut toy2 = Toy {
+            applied: vec![],
+            ..toy.clone()
+        };
+        toy.applied.clear();
+        let a = drive(&mut engine, &mut toy, 4000.0, 1e6);
+        let b = drive(&mut restored, &mut toy2, 4000.0, 1e6);
+        assert_eq!(a, b);
+        assert_eq!(toy.applied, toy2.applied);
+        assert!(matches!(restored.phase(), Phase::Completed { .. }));
     }
 }

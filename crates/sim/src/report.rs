@@ -445,7 +445,7 @@ pub fn html_report(title: &str, results: &[RunResult], calibration_source: &str)
             Scale::Log(0.001, 100.0),
         ));
         body.push_str(&chart(
-            "API server CPU utilization (mean over clusters)",
+            "API server CPU utilization (mean over clusters; 0 while no replica is up)",
             "%",
             &r.series.minutes,
             &cpu,
