@@ -363,7 +363,7 @@ mod tests {
             projection: Some(ProjectionPolicy::default()),
         };
         let plan = plan(&targets, &policy).expect("valid");
-        let mut toy = Toy {
+        let toy = Toy {
             sizes,
             fraction: vec![0.0; 6],
             per_node_per_size,
