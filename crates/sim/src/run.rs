@@ -153,6 +153,9 @@ pub struct Simulation {
     received_at: Vec<Option<f64>>,
     first_down_at: Vec<Option<f64>>,
     peak_down: u32,
+    /// Minutes at which the peaks were first reached.
+    peak_down_at: f64,
+    peak_failing_at: f64,
     peak_large_down: u32,
     peak_failing: f64,
     peak_exposed: f64,
@@ -208,6 +211,8 @@ impl Simulation {
             received_at: vec![None; n],
             first_down_at: vec![None; n],
             peak_down: 0,
+            peak_down_at: 0.0,
+            peak_failing_at: 0.0,
             peak_large_down: 0,
             peak_failing: 0.0,
             peak_exposed: 0.0,
@@ -360,6 +365,7 @@ impl Simulation {
         }
         if down > self.peak_down {
             self.peak_down = down;
+            self.peak_down_at = minute;
         }
         self.peak_large_down = self.peak_large_down.max(large_down);
         let failing_fraction = failing / self.total_nodes;
@@ -367,6 +373,7 @@ impl Simulation {
         self.peak_exposed = self.peak_exposed.max(exposed_fraction);
         if failing_fraction > self.peak_failing {
             self.peak_failing = failing_fraction;
+            self.peak_failing_at = minute;
         }
         if failing_fraction >= IMPACT_FRACTION && self.first_impact.is_none() {
             self.first_impact = Some(minute);
@@ -554,9 +561,32 @@ impl Simulation {
                 .any(|(i, c)| c.spec.staging && self.first_down_at[i].is_some()),
             api_server_restarts: self.clusters.iter().map(Cluster::restarts).sum(),
         };
+        let mut timeline = self.timeline;
+        if summary.clusters_control_plane_down_peak > 0 {
+            timeline.push(TimelineEvent {
+                minute: self.peak_down_at,
+                text: format!(
+                    "peak: {} control planes down ({} of {} large clusters)",
+                    summary.clusters_control_plane_down_peak,
+                    summary.large_clusters_control_plane_down_peak,
+                    summary.large_clusters
+                ),
+            });
+        }
+        if summary.peak_failing_node_fraction >= IMPACT_FRACTION {
+            timeline.push(TimelineEvent {
+                minute: self.peak_failing_at,
+                text: format!(
+                    "peak customer impact: {:.1}% of the fleet's nodes have failing services",
+                    summary.peak_failing_node_fraction * 100.0
+                ),
+            });
+        }
+        // Stable: events of the same minute keep their order.
+        timeline.sort_by(|a, b| a.minute.total_cmp(&b.minute));
         RunResult {
             summary,
-            timeline: self.timeline,
+            timeline,
             series: self.series,
             plan: self.engine.plan().clone(),
         }

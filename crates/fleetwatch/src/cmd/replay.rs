@@ -16,8 +16,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Scenario::Dec2024)]
     scenario: Scenario,
     /// `off`: the incident's rollout (staging, then all production in two batches eight minutes
-    /// apart, watching service health only). `on`: fleetwatch's guarded rollout. `both`: side
-    /// by side.
+    /// apart, watching service health only; rollback needs a working control plane). `on`:
+    /// fleetwatch's guarded rollout (largest clusters first at 1% of their nodes, bake ≥ DNS
+    /// lifetime + 5 min, control-plane SLO gates, load projection, the change in a bounded APF
+    /// lane, break-glass rollback). `both`: side by side.
     #[arg(long, value_enum, default_value_t = GuardChoice::Both)]
     guard: GuardChoice,
     /// Seed of the random generator (cluster sizes and order, restart jitter, manual recovery
