@@ -38,8 +38,6 @@ pub enum Level {
     Quarantine = 2,
 }
 
-const LEVELS: usize = 3;
-
 /// What one request of a flow costs.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RequestCost {
@@ -268,7 +266,7 @@ impl ApiServers {
             new_occupancy[f] = c.seats * service[f] * done_fraction_arriving(x[f]);
         }
 
-        // Admission per priority level.
+        // Admission per priority level (shares indexed by `Level`).
         let shares = [
             cal.apf.system_share,
             cal.apf.workload_share,
@@ -302,7 +300,6 @@ impl ApiServers {
                 rejected[f] = left - self.queued[f];
             }
         }
-        debug_assert_eq!(LEVELS, shares.len());
 
         // Completions, latency, CPU and memory.
         let mut concurrency = [0.0; FLOWS];
