@@ -43,7 +43,7 @@ pub async fn test_user(plane: &ControlPlane, user: &str, priority_level: &str) -
         json!({
             "metadata": {"name": user},
             "rules": [
-                {"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "serviceaccounts", "pods"],
+                {"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "serviceaccounts", "pods", "podtemplates"],
                  "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
                 {"nonResourceURLs": ["/metrics", "/readyz", "/livez", "/version"], "verbs": ["get"]},
             ],
@@ -164,7 +164,7 @@ pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             .then(|| value.parse::<f64>().ok())
             .flatten()
         })
-        .sum()
+        .fold(0.0, |total, v| total + v)
 }
 
 /// Requests of `user`'s flow schema the API server has dispatched and rejected.
@@ -183,6 +183,14 @@ pub async fn server_requests_of(plane: &ControlPlane, user: &str) -> (f64, f64) 
             &labels,
         ),
     )
+}
+
+/// Logs to the test output as `RUST_LOG` says (nothing by default).
+pub fn log() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }
 
 /// Polls `condition` every 100 ms until it holds or `timeout` passes.
