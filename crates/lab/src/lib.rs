@@ -16,6 +16,7 @@
 
 pub mod binaries;
 mod error;
+pub mod load;
 pub mod pki;
 pub mod plane;
 pub mod populate;

@@ -4,12 +4,14 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use std::path::Path;
+
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
-use crate::error::Result;
+use crate::error::{LabError, Result};
 
 /// A certificate and its private key, both PEM.
 #[derive(Clone)]
@@ -25,10 +27,58 @@ impl std::fmt::Debug for IssuedCert {
     }
 }
 
-/// The two certificate authorities of one lab.
+/// A certificate authority: its certificate and its signing key.
+struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl Authority {
+    fn generate(name: &str) -> Result<Self> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate()?;
+        let cert_pem = params.self_signed(&key)?.pem();
+        let key_pem = key.serialize_pem();
+        Ok(Authority {
+            issuer: Issuer::new(params, key),
+            cert_pem,
+            key_pem,
+        })
+    }
+
+    fn load(cert_pem: String, key_pem: String) -> Result<Self> {
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, KeyPair::from_pem(&key_pem)?)?;
+        Ok(Authority {
+            issuer,
+            cert_pem,
+            key_pem,
+        })
+    }
+
+    fn issue(&self, mut params: CertificateParams) -> Result<IssuedCert> {
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// The two certificate authorities of one lab. The client CA's key is kept (owner-only) in the
+/// lab directory so that later commands (`lab load`) can issue users for a running lab.
 pub struct Pki {
-    serving_ca: CertifiedIssuer<'static, KeyPair>,
-    client_ca: CertifiedIssuer<'static, KeyPair>,
+    serving: Authority,
+    client: Authority,
 }
 
 impl std::fmt::Debug for Pki {
@@ -40,17 +90,31 @@ impl std::fmt::Debug for Pki {
 impl Pki {
     pub fn generate() -> Result<Self> {
         Ok(Pki {
-            serving_ca: ca("fleetwatch-lab-serving-ca")?,
-            client_ca: ca("fleetwatch-lab-client-ca")?,
+            serving: Authority::generate("fleetwatch-lab-serving-ca")?,
+            client: Authority::generate("fleetwatch-lab-client-ca")?,
         })
     }
 
-    pub fn serving_ca_pem(&self) -> String {
-        self.serving_ca.pem()
+    /// The PEM files [`Pki::load`] reads back: (file name, contents).
+    pub fn files(&self) -> [(&'static str, String); 4] {
+        [
+            ("serving-ca.crt", self.serving.cert_pem.clone()),
+            ("serving-ca.key", self.serving.key_pem.clone()),
+            ("client-ca.crt", self.client.cert_pem.clone()),
+            ("client-ca.key", self.client.key_pem.clone()),
+        ]
     }
 
-    pub fn client_ca_pem(&self) -> String {
-        self.client_ca.pem()
+    /// Loads the authorities written from [`Pki::files`] in `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path).map_err(LabError::io("reading a lab certificate", path))
+        };
+        Ok(Pki {
+            serving: Authority::load(read("serving-ca.crt")?, read("serving-ca.key")?)?,
+            client: Authority::load(read("client-ca.crt")?, read("client-ca.key")?)?,
+        })
     }
 
     /// The API server's serving certificate, valid for 127.0.0.1 and localhost.
@@ -63,7 +127,7 @@ impl Pki {
             .distinguished_name
             .push(DnType::CommonName, "kube-apiserver");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        issue(params, &self.serving_ca)
+        self.serving.issue(params)
     }
 
     /// A client certificate for `user` in `groups`: the API server authenticates it as that user.
@@ -76,7 +140,7 @@ impl Pki {
                 .push(DnType::OrganizationName, *group);
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        issue(params, &self.client_ca)
+        self.client.issue(params)
     }
 }
 
@@ -84,29 +148,4 @@ impl Pki {
 pub fn service_account_keys() -> Result<(String, String)> {
     let key = KeyPair::generate()?;
     Ok((key.serialize_pem(), key.public_key_pem()))
-}
-
-fn ca(name: &str) -> Result<CertifiedIssuer<'static, KeyPair>> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    Ok(CertifiedIssuer::self_signed(params, KeyPair::generate()?)?)
-}
-
-fn issue(
-    mut params: CertificateParams,
-    issuer: &CertifiedIssuer<'static, KeyPair>,
-) -> Result<IssuedCert> {
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, issuer)?;
-    Ok(IssuedCert {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
 }

@@ -67,7 +67,6 @@ pub struct LabState {
 pub struct ControlPlane {
     dir: PathBuf,
     pki: Pki,
-    admin: IssuedCert,
     /// Behind a lock because fault injection (restarts) changes pids of a shared plane.
     state: Mutex<LabState>,
     /// How kube-apiserver was launched, to restart it the same way.
@@ -121,11 +120,9 @@ impl ControlPlane {
         .map_err(|e| LabError::Client(format!("build task failed: {e}")))??;
 
         let pki = Pki::generate()?;
-        let admin = pki.client_cert(ADMIN_USER, &["system:masters"])?;
         let plane = ControlPlane {
             dir: layout.dir.clone(),
             pki,
-            admin,
             state: Mutex::default(),
             apiserver: Mutex::default(),
         };
@@ -156,9 +153,9 @@ impl ControlPlane {
         let pki = layout.pki();
         let serving = self.pki.serving_cert()?;
         let (sa_key, sa_pub) = service_account_keys()?;
+        let authorities = self.pki.files().map(|(name, pem)| (pki.join(name), pem));
+        write_files(&authorities)?;
         write_files(&[
-            (pki.join("serving-ca.crt"), self.pki.serving_ca_pem()),
-            (pki.join("client-ca.crt"), self.pki.client_ca_pem()),
             (pki.join("apiserver.crt"), serving.cert_pem),
             (pki.join("apiserver.key"), serving.key_pem),
             (pki.join("sa.key"), sa_key),
@@ -212,6 +209,7 @@ impl ControlPlane {
     ) -> Result<()> {
         let log = layout.log("kube-apiserver");
         let pki = layout.pki();
+        let admin = self.pki.client_cert(ADMIN_USER, &["system:masters"])?;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
             let url = format!("https://127.0.0.1:{port}");
@@ -238,7 +236,7 @@ impl ControlPlane {
                 args.push(format!("--max-mutating-requests-inflight={mutating}"));
             }
             self.state().apiserver_url = url;
-            self.write_kubeconfig(&layout.kubeconfig(), ADMIN_USER, &self.admin)?;
+            self.write_kubeconfig(&layout.kubeconfig(), ADMIN_USER, &admin)?;
             let launch = Launch {
                 exe: binaries.kube_apiserver.clone(),
                 args,
@@ -253,6 +251,32 @@ impl ControlPlane {
             return Ok(());
         }
         Err(port_error("kube-apiserver", &log))
+    }
+
+    /// A handle on the lab that `lab up` started in `dir`, for commands that run against it
+    /// later (`lab load`). It can issue users and read its processes; it cannot restart the API
+    /// server (the flags live with the process that started it).
+    pub fn attach(dir: &Path) -> Result<Self> {
+        let layout = Layout {
+            dir: dir.to_path_buf(),
+        };
+        let state = read_state(&layout)?.ok_or_else(|| LabError::NoState {
+            dir: dir.to_path_buf(),
+        })?;
+        if let Some(dead) = state.processes.iter().find(|p| !p.is_running()) {
+            return Err(LabError::Client(format!(
+                "the lab in {} is not running ({} pid {} is gone); start it with `fleetwatch lab up`",
+                dir.display(),
+                dead.name,
+                dead.pid
+            )));
+        }
+        Ok(ControlPlane {
+            dir: dir.to_path_buf(),
+            pki: Pki::load(&layout.pki())?,
+            state: Mutex::new(state),
+            apiserver: Mutex::default(),
+        })
     }
 
     /// Starts kube-apiserver as `launch` says and waits for `/readyz`.
@@ -663,7 +687,7 @@ fn file_stem(user: &str) -> String {
         .collect()
 }
 
-async fn config_from(kubeconfig: &Path) -> Result<kube::Config> {
+pub(crate) async fn config_from(kubeconfig: &Path) -> Result<kube::Config> {
     let raw = kube::config::Kubeconfig::read_from(kubeconfig)
         .map_err(|e| LabError::Client(e.to_string()))?;
     kube::Config::from_custom_kubeconfig(raw, &kube::config::KubeConfigOptions::default())

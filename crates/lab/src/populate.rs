@@ -137,7 +137,7 @@ where
         .await
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
     serde_json::from_value(value).map_err(|source| crate::LabError::State {
         path: "<synthetic object>".into(),
         source,
@@ -286,6 +286,12 @@ fn pod_spec(rs: usize, node: Option<String>) -> Value {
         spec["nodeName"] = json!(node);
     }
     spec
+}
+
+/// A pod without an owner on node `node`, for churn.
+pub(crate) fn standalone_pod(name: &str, node: usize) -> Value {
+    let labels = json!({"app": "churn", SYNTHETIC_LABEL: "true"});
+    json!({"metadata": {"name": name, "labels": labels}, "spec": pod_spec(0, Some(node_name(node)))})
 }
 
 fn pod_status(p: usize, node: usize) -> Value {

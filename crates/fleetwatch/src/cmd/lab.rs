@@ -28,6 +28,9 @@ enum LabCommand {
     Down(DirArg),
     /// Show whether a lab is running in the directory, and its processes.
     Status(DirArg),
+    /// Run emulated per-node agents of each client pattern against the lab and measure what the
+    /// API server pays (CPU, memory, bytes, 429s) and what a probe client sees (GET latency).
+    Load(super::lab_load::LoadArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,7 +65,7 @@ struct UpArgs {
     concurrency: u16,
 }
 
-fn default_dir() -> PathBuf {
+pub fn default_dir() -> PathBuf {
     binaries::cache_dir().join("lab")
 }
 
@@ -72,6 +75,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         LabCommand::Up(up_args) => up(up_args).await,
         LabCommand::Down(DirArg { dir }) => down(&dir),
         LabCommand::Status(DirArg { dir }) => status(&dir),
+        LabCommand::Load(load_args) => super::lab_load::run(load_args).await,
     }
 }
 

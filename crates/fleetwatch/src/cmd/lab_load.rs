@@ -1,0 +1,145 @@
+//! `fleetwatch lab load`: run emulated agents of one or more patterns against a running lab and
+//! print what the API server paid, side by side.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use fleetwatch_lab::ControlPlane;
+use fleetwatch_lab::load::{self, LoadReport, LoadSpec, Pattern};
+
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Lab directory of a control plane started with `fleetwatch lab up --nodes N`.
+    #[arg(long, env = "FLEETWATCH_LAB_DIR", default_value_os_t = super::lab::default_dir())]
+    dir: PathBuf,
+    /// Patterns to run one after another, comma-separated: naive-list, naive-list-node,
+    /// watch-all, watch-node, fleetwatch.
+    #[arg(long, value_delimiter = ',', default_values_t = Pattern::ALL)]
+    pattern: Vec<Pattern>,
+    /// How long each pattern runs (at most 600 s); the load stops by itself.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    max_duration: Duration,
+    /// How often each naive-* agent LISTs pods.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    list_interval: Duration,
+    /// Pods created and deleted per second during the run (makes watch costs visible).
+    #[arg(long, default_value_t = 0.0)]
+    churn: f64,
+    /// How often the probe GETs one node.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    probe_interval: Duration,
+    /// Output: a text table or JSON (one object per pattern).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Also write raw samples (probe latencies per pattern, CSV) and the JSON report here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// `500ms`, `30s`, `2m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let expected = || format!("`{text}` is not a duration; expected e.g. 500ms, 30s or 2m");
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |i| text.split_at(i));
+    let value: u64 = number.parse().map_err(|_| expected())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        _ => Err(expected()),
+    }
+}
+
+pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let plane = ControlPlane::attach(&args.dir).context("attaching to the lab")?;
+    let (nodes, pods) = load::cluster_size(&plane).await?;
+    anyhow::ensure!(
+        nodes > 0,
+        "the lab has no synthetic nodes; start it with `fleetwatch lab up --nodes N`"
+    );
+    let mut reports = Vec::new();
+    for pattern in &args.pattern {
+        tracing::info!(%pattern, nodes, pods, seconds = args.max_duration.as_secs(), "running load");
+        let spec = LoadSpec {
+            pattern: *pattern,
+            agents: nodes,
+            nodes,
+            pods,
+            duration: args.max_duration,
+            list_interval: args.list_interval,
+            churn_per_second: args.churn,
+            probe_interval: args.probe_interval,
+        };
+        reports.push(
+            load::run(&plane, &spec)
+                .await
+                .with_context(|| format!("running {pattern}"))?,
+        );
+    }
+    if let Some(out) = &args.out {
+        write_samples(out, &reports)?;
+    }
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+        Format::Text => print!("{}", table(&reports)),
+    }
+    Ok(())
+}
+
+fn table(reports: &[LoadReport]) -> String {
+    let mut text = format!(
+        "{:<16} {:>6} {:>7} {:>9} {:>11} {:>9} {:>8} {:>10} {:>6} {:>8} {:>8}\n",
+        "pattern",
+        "nodes",
+        "pods",
+        "cpu_s",
+        "ms/node/s",
+        "rss_MiB",
+        "etcd_s",
+        "MiB_out",
+        "429s",
+        "p50_ms",
+        "p99_ms"
+    );
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+    for r in reports {
+        text += &format!(
+            "{:<16} {:>6} {:>7} {:>9.2} {:>11.3} {:>9.0} {:>8.2} {:>10.1} {:>6} {:>8} {:>8}\n",
+            r.pattern,
+            r.nodes,
+            r.pods,
+            r.apiserver_cpu_seconds,
+            r.apiserver_cpu_ms_per_node_second,
+            r.apiserver_peak_rss_bytes as f64 / 1048576.0,
+            r.etcd_cpu_seconds,
+            r.apiserver_bytes_written as f64 / 1048576.0,
+            r.throttled_429,
+            ms(r.probe_p50_ms),
+            ms(r.probe_p99_ms),
+        );
+    }
+    text
+}
+
+fn write_samples(out: &std::path::Path, reports: &[LoadReport]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for r in reports {
+        let path = out.join(format!("probe-{}.csv", r.pattern));
+        let csv: String = std::iter::once("latency_ms\n".to_owned())
+            .chain(r.probe_ms.iter().map(|v| format!("{v:.3}\n")))
+            .collect();
+        std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let path = out.join("report.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(reports)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
