@@ -44,7 +44,8 @@ pub struct CeilingLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RetryLabels {
-    /// `retry_after` (the server said when) or `backoff` (it did not).
+    /// `retry_after` (the server said when), `backoff` (a 429/503 without `Retry-After`) or
+    /// `connect` (no connection could be made).
     pub reason: &'static str,
 }
 
@@ -122,7 +123,7 @@ impl Metrics {
         );
         r.register(
             "retries",
-            "Retries after 429 or 503 responses",
+            "Retries after 429 or 503 responses and failed connections",
             self.retries.clone(),
         );
         r.register(

@@ -1,9 +1,10 @@
-//! Retry layer for 429 Too Many Requests and 503 Service Unavailable — the answers that say the
-//! request was not processed and the server is overloaded. A `Retry-After` (in seconds) is
-//! honoured as given (plus up to 10% jitter, never less); without one the wait is the shared
-//! jittered exponential backoff, which grows with consecutive failures anywhere in the process and
-//! resets after two quiet minutes. Other errors go back to the caller: informers back off on their
-//! own, and a write that failed in transit must not be sent twice blindly.
+//! Retry layer for requests the server certainly did not process: 429 Too Many Requests and 503
+//! Service Unavailable (the server is overloaded), and connections that could not be made (the
+//! request never left). A `Retry-After` (in seconds) is honoured as given (plus up to 10%
+//! jitter, never less); without one the wait is the shared jittered exponential backoff, which
+//! grows with consecutive failures anywhere in the process and resets after two quiet minutes.
+//! Other errors go back to the caller: informers back off on their own, and a write that failed
+//! in transit must not be sent twice blindly.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -63,31 +64,43 @@ impl RetryLayer {
             return None;
         }
         // Every overload answer counts towards the shared backoff, told when to retry or not.
-        let backoff = self
-            .backoff
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .next_delay();
+        let backoff = self.next_backoff();
         let retry_after = response
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
-        let (reason, delay) = match retry_after {
-            Some(after) => (
+        Some(match retry_after {
+            Some(after) => self.count(
                 "retry_after",
                 after.mul_f64(1.0 + 0.1 * HasherRng::new().next_f64()),
             ),
-            None => ("backoff", backoff),
-        };
+            None => self.count("backoff", backoff),
+        })
+    }
+
+    /// The shared backoff's next delay, counted as a retry for `reason`.
+    fn backoff(&self, reason: &'static str) -> Duration {
+        let delay = self.next_backoff();
+        self.count(reason, delay)
+    }
+
+    fn next_backoff(&self) -> Duration {
+        self.backoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_delay()
+    }
+
+    fn count(&self, reason: &'static str, delay: Duration) -> Duration {
         let labels = RetryLabels { reason };
         self.metrics.retries.get_or_create(&labels).inc();
         self.metrics
             .retry_delay
             .get_or_create(&labels)
             .observe(delay.as_secs_f64());
-        Some(delay)
+        delay
     }
 }
 
@@ -114,20 +127,38 @@ where
             loop {
                 // A streaming request body cannot be replayed: such a request is sent once.
                 let replay = (retries < MAX_RETRIES).then(|| copy(&request)).flatten();
-                let response = inner.clone().oneshot(request).await?;
+                let result = inner.clone().oneshot(request).await;
                 let Some(next) = replay else {
-                    return Ok(response);
+                    return result;
                 };
-                let Some(delay) = layer.delay(&response) else {
-                    return Ok(response);
+                let delay = match &result {
+                    Ok(response) => layer.delay(response),
+                    Err(error) if never_connected(error.as_ref()) => Some(layer.backoff("connect")),
+                    Err(_) => None,
                 };
-                drop(response);
+                let Some(delay) = delay else {
+                    return result;
+                };
+                drop(result);
                 tokio::time::sleep(delay).await;
                 request = next;
                 retries += 1;
             }
         })
     }
+}
+
+/// Whether the connection for the request could not be made (refused, or timed out connecting):
+/// the request was never sent, so sending it again is safe whatever its method.
+fn never_connected(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(http) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+            return http.is_connect();
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn copy(request: &Request<Body>) -> Option<Request<Body>> {

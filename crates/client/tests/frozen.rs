@@ -1,0 +1,166 @@
+//! A frozen API server (SIGSTOP for 60 s, then SIGCONT): connections stay open and nothing
+//! answers. The client must not spin (its process CPU stays low), its memory stays bounded, and
+//! everything recovers after the thaw. Its own control plane: it freezes the API server.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{connect, create, eventually, namespace, settings, test_user};
+use fleetwatch_client::Watch;
+use fleetwatch_lab::testing;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use serde_json::json;
+
+const NS: &str = "frozen";
+const FREEZE: Duration = Duration::from_secs(60);
+
+fn name<K>(meta: &PartialObjectMeta<K>) -> String {
+    meta.metadata.name.clone().unwrap_or_default()
+}
+
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz
+}
+
+/// Resident memory of this process in MiB, from `/proc/self/status`.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    let kib: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .expect("value")
+        .parse()
+        .expect("number");
+    kib / 1024.0
+}
+
+#[tokio::test]
+async fn a_frozen_api_server_costs_no_cpu_and_everything_recovers() {
+    common::log();
+    let plane = testing::shared();
+    let kubeconfig = test_user(plane, "fw-frozen", "workload-low").await;
+    namespace(plane, NS).await;
+    let admin = plane.admin_client().await.expect("admin");
+    let configmaps: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
+    for i in 0..5 {
+        create(
+            &configmaps,
+            json!({"metadata": {"name": format!("cm-{i}")}}),
+        )
+        .await;
+    }
+    let client = connect(kubeconfig, settings("frozen")).await;
+    let informers = (
+        client
+            .metadata_informer(Watch::<ConfigMap>::namespaced(NS), name)
+            .expect("configmaps"),
+        client
+            .metadata_informer(Watch::<Secret>::namespaced(NS), name)
+            .expect("secrets"),
+        client
+            .metadata_informer(Watch::<Pod>::namespaced(NS), name)
+            .expect("pods"),
+    );
+    informers.0.ready().await;
+    informers.1.ready().await;
+    informers.2.ready().await;
+
+    // A component keeps doing its work while the server is frozen: a readiness probe every
+    // second with its own 5 s timeout, and a write.
+    let prober = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut answered = 0u32;
+            loop {
+                let probe = client.scrape("/readyz");
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), probe).await {
+                    answered += 1;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if answered > 1_000_000 {
+                    return answered;
+                }
+            }
+        })
+    };
+
+    let (cpu_before, rss_before) = (cpu_seconds(), rss_mib());
+    let frozen_at = Instant::now();
+    plane.freeze("kube-apiserver");
+    let write = {
+        let writer = client.writer::<ConfigMap>(NS);
+        let object: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "written-while-frozen"}}))
+                .expect("cm");
+        tokio::spawn(async move { writer.create(&object).await })
+    };
+    let mut rss_peak = rss_before;
+    while frozen_at.elapsed() < FREEZE {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss_peak = rss_peak.max(rss_mib());
+    }
+    let cpu = cpu_seconds() - cpu_before;
+    let frozen_for = frozen_at.elapsed().as_secs_f64();
+    plane.thaw("kube-apiserver");
+    println!(
+        "frozen test: {frozen_for:.0} s frozen; client process CPU {cpu:.2} s ({:.2}% of a core); \
+         RSS {rss_before:.1} MiB before, {rss_peak:.1} MiB peak",
+        100.0 * cpu / frozen_for
+    );
+    assert!(
+        cpu < 0.02 * frozen_for,
+        "the client used {cpu:.2} s of CPU while the server was frozen"
+    );
+    assert!(
+        rss_peak - rss_before < 64.0,
+        "memory grew from {rss_before:.1} to {rss_peak:.1} MiB"
+    );
+
+    // Everything recovers: the write lands, the watches deliver, probes answer.
+    write
+        .await
+        .expect("task")
+        .expect("the write made during the freeze succeeds after it");
+    create(&configmaps, json!({"metadata": {"name": "after-thaw"}})).await;
+    let names =
+        || -> BTreeSet<String> { informers.0.store().iter().map(|(_, n)| n.clone()).collect() };
+    eventually(
+        Duration::from_secs(60),
+        "the watch to deliver after the thaw",
+        || names().contains("after-thaw") && names().contains("written-while-frozen"),
+    )
+    .await;
+    assert!(
+        client
+            .scrape("/readyz")
+            .await
+            .expect("readyz after the thaw")
+            .contains("ok")
+    );
+    prober.abort();
+    println!(
+        "frozen test: lists per informer {:?}",
+        [
+            informers.0.stats().lists,
+            informers.1.stats().lists,
+            informers.2.stats().lists
+        ]
+    );
+}
