@@ -247,4 +247,17 @@ mod tests {
         );
         assert_eq!(*hits.borrow_and_update(), 5);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn response_bytes_over_budget_hold_back_the_next_request() {
+        // 60 MiB a minute: 1 MiB/s, 5 MiB in the bucket.
+        let ceiling = Ceiling::new(1_200, 60 << 20, Duration::from_secs(10), Metrics::default());
+        assert_eq!(ceiling.admit(Priority::Normal).ok(), Some(Duration::ZERO));
+        ceiling.bytes.charge(f64::from(8 << 20));
+        assert_eq!(
+            ceiling.admit(Priority::Normal).ok(),
+            Some(Duration::from_secs(3))
+        );
+        assert!(ceiling.admit(Priority::Background).is_err());
+    }
 }

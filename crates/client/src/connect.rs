@@ -4,6 +4,7 @@
 //! or certificate is reported at start-up, with the server and what failed.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
@@ -54,7 +55,8 @@ struct Inner {
     settings: Settings,
     server: String,
     context: String,
-    streaming_lists: bool,
+    /// Learnt from the server's version at start-up, before any informer runs.
+    streaming_lists: AtomicBool,
     informers: informer::Registry,
 }
 
@@ -109,12 +111,13 @@ impl Client {
                 settings,
                 server: server.clone(),
                 context: context.clone(),
-                streaming_lists: false,
+                streaming_lists: AtomicBool::new(false),
                 informers: informer::Registry::default(),
             }),
             priority: Priority::Normal,
         };
-        let version = client.scrape("/version").await.map_err(|e| match e {
+        let version = client.kube().apiserver_version().await;
+        let version = version.map_err(|e| match client.kube_error("get", "/version", e) {
             Error::Request { reason, .. } if reason.contains("certificate") => Error::Certificate {
                 server: server.clone(),
                 context: context.clone(),
@@ -128,15 +131,12 @@ impl Client {
             other => other,
         })?;
         let streaming_lists = offers_streaming_lists(&version);
-        let mut inner = Arc::into_inner(client.inner).ok_or_else(|| {
-            Error::Settings("the client was shared before it was connected".into())
-        })?;
-        inner.streaming_lists = streaming_lists;
+        client
+            .inner
+            .streaming_lists
+            .store(streaming_lists, Ordering::Relaxed);
         tracing::info!(%server, %context, streaming_lists, "connected");
-        Ok(Client {
-            inner: Arc::new(inner),
-            priority: Priority::Normal,
-        })
+        Ok(client)
     }
 
     /// The same client, sending its requests at `priority` (it matters at the hard ceiling).
@@ -213,7 +213,7 @@ impl Client {
     }
 
     pub(crate) fn streaming_lists(&self) -> bool {
-        self.inner.streaming_lists
+        self.inner.streaming_lists.load(Ordering::Relaxed)
     }
 
     pub(crate) fn informers(&self) -> &informer::Registry {
@@ -271,14 +271,15 @@ fn chain_dyn(error: &dyn std::error::Error) -> String {
 }
 
 /// Streaming lists (KEP-3157, `sendInitialEvents`) are on by default from Kubernetes 1.34.
-fn offers_streaming_lists(version_json: &str) -> bool {
-    let field = |name: &str| {
-        let start = version_json.find(&format!("\"{name}\""))? + name.len() + 2;
-        let rest = version_json[start..].trim_start_matches([':', ' ', '"']);
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+fn offers_streaming_lists(version: &k8s_openapi::apimachinery::pkg::version::Info) -> bool {
+    let number = |s: &str| {
+        let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
         digits.parse::<u32>().ok()
     };
-    matches!((field("major"), field("minor")), (Some(major), Some(minor)) if major > 1 || minor >= 34)
+    matches!(
+        (number(&version.major), number(&version.minor)),
+        (Some(major), Some(minor)) if major > 1 || minor >= 34
+    )
 }
 
 /// Reads the configuration; returns it with the context's name (for error messages).

@@ -100,7 +100,7 @@ impl Stack {
         Future = ResponseFuture<B>,
     > + Clone
     + Send
-    + 'static
+    + use<S, B>
     where
         S: Service<Request<Body>, Response = Response<B>, Error = BoxError>
             + Clone
@@ -118,5 +118,79 @@ impl Stack {
             .layer(CeilingLayer::new(self.ceiling.clone()))
             .layer(AccountingLayer::new(self.metrics.clone()))
             .service(wire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use http::StatusCode;
+    use prometheus_client::registry::Registry;
+    use tokio::time::Instant;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn every_request_is_identified_retried_after_a_429_and_counted() {
+        let seen: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let wire = {
+            let seen = seen.clone();
+            tower::service_fn(move |request: Request<Body>| {
+                let seen = seen.clone();
+                async move {
+                    let agent = request.headers()[http::header::USER_AGENT]
+                        .to_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let first = {
+                        let mut seen = seen.lock().expect("lock");
+                        seen.push((Instant::now(), agent));
+                        seen.len() == 1
+                    };
+                    let response = if first {
+                        Response::builder()
+                            .status(StatusCode::TOO_MANY_REQUESTS)
+                            .header(http::header::RETRY_AFTER, "2")
+                            .body(String::new())
+                    } else {
+                        Response::builder().body(String::from("{}"))
+                    };
+                    Ok::<_, BoxError>(response.expect("response"))
+                }
+            })
+        };
+        let stack = Stack::new(&Settings::new("unit")).expect("stack");
+        let request = Request::get("/api/v1/namespaces/a/pods/p")
+            .body(Body::from(Vec::new()))
+            .expect("request");
+        let response = stack
+            .service(Priority::Normal, wire)
+            .oneshot(request)
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+
+        let seen = seen.lock().expect("lock").clone();
+        assert_eq!(seen.len(), 2, "one retry");
+        let agent = format!("fleetwatch-unit/{}", env!("CARGO_PKG_VERSION"));
+        assert!(seen.iter().all(|(_, a)| *a == agent), "{seen:?}");
+        assert!(
+            seen[1].0 - seen[0].0 >= Duration::from_secs(2),
+            "Retry-After ignored"
+        );
+
+        let mut registry = Registry::default();
+        stack.metrics().register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for code in ["429", "200"] {
+            let line = format!(
+                "fleetwatch_client_requests_total{{verb=\"get\",resource=\"pods\",code=\"{code}\"}} 1"
+            );
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
     }
 }
