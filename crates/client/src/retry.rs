@@ -22,6 +22,10 @@ use crate::backoff::{Backoff, BackoffSettings};
 
 /// Retries per request before the 429/503 is handed to the caller.
 pub const MAX_RETRIES: u32 = 10;
+/// Of those, retries after a failed connection: enough to outlast a restart or a hung server
+/// (each attempt may take kube's 30 s connect timeout), few enough that a wrong address is
+/// reported within seconds.
+pub const MAX_CONNECT_RETRIES: u32 = 3;
 /// A `Retry-After` longer than this is capped (a misbehaving server must not park us for days).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
@@ -123,7 +127,7 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let mut request = request;
-            let mut retries = 0;
+            let (mut retries, mut connect_retries) = (0, 0);
             loop {
                 // A streaming request body cannot be replayed: such a request is sent once.
                 let replay = (retries < MAX_RETRIES).then(|| copy(&request)).flatten();
@@ -133,7 +137,13 @@ where
                 };
                 let delay = match &result {
                     Ok(response) => layer.delay(response),
-                    Err(error) if never_connected(error.as_ref()) => Some(layer.backoff("connect")),
+                    Err(error)
+                        if connect_retries < MAX_CONNECT_RETRIES
+                            && never_connected(error.as_ref()) =>
+                    {
+                        connect_retries += 1;
+                        Some(layer.backoff("connect"))
+                    }
                     Err(_) => None,
                 };
                 let Some(delay) = delay else {
@@ -149,16 +159,24 @@ where
 }
 
 /// Whether the connection for the request could not be made (refused, or timed out connecting):
-/// the request was never sent, so sending it again is safe whatever its method.
+/// the request was never sent, so sending it again is safe whatever its method. A TLS failure
+/// (an I/O error of kind `InvalidData` below the connect error) is a configuration problem that
+/// waiting will not fix, and is not retried.
 fn never_connected(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut connect = false;
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(http) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
-            return http.is_connect();
+            connect = http.is_connect();
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
+        {
+            return false;
         }
         current = e.source();
     }
-    false
+    connect
 }
 
 fn copy(request: &Request<Body>) -> Option<Request<Body>> {
