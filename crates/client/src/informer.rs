@@ -2,10 +2,12 @@
 //! server offers it, otherwise a `resourceVersion=0` list without pagination — then watch with
 //! bookmarks; resume from the last resourceVersion after a dropped watch; relist only on 410 Gone,
 //! after a backoff; start after a random delay. Each informer keeps only what its projection
-//! returns (or only metadata), and there is one per resource type and selector per process,
+//! returns (or only metadata), and there is one per resource type and selector per client,
 //! shared by everyone who asks for it.
 //!
-//! Nothing here lists on a timer: there is no resync period and no way to ask for a list.
+//! Nothing here lists on a timer: there is no resync period and no way to ask for a list. An
+//! informer, once started, runs as long as its client: asking for it again returns the running
+//! one, so dropping and re-creating informers cannot be turned into LIST polling either.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ use crate::accounting::{InformerLabels, Metrics};
 use crate::backoff::Backoff;
 use crate::connect::Client;
 use crate::error::{Error, Result};
+use crate::settings::Settings;
 use crate::store::Store;
 
 /// What an informer watches: a resource type, all namespaces or one, and optional selectors.
@@ -170,7 +173,7 @@ enum ListStrategy {
     CachedList,
 }
 
-/// The informers of one process, by resource, scope and selector.
+/// The informers of one client, by resource, scope and selector; they live as long as it.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     running: Mutex<HashMap<String, Running>>,
@@ -178,7 +181,7 @@ pub(crate) struct Registry {
 
 #[derive(Debug)]
 struct Running {
-    informer: Weak<dyn Any + Send + Sync>,
+    informer: Arc<dyn Any + Send + Sync>,
     projection: usize,
 }
 
@@ -245,10 +248,8 @@ impl Client {
             .unwrap_or_else(PoisonError::into_inner);
         // Function pointers identify the projection well enough to refuse a second one.
         let projection = project as usize;
-        if let Some(existing) = running.get(&key)
-            && let Some(informer) = existing.informer.upgrade()
-        {
-            return match informer.downcast::<Shared<T>>() {
+        if let Some(existing) = running.get(&key) {
+            return match existing.informer.clone().downcast::<Shared<T>>() {
                 Ok(shared) if existing.projection == projection => Ok(Informer { shared }),
                 _ => Err(Error::ConflictingProjection { key }),
             };
@@ -261,7 +262,9 @@ impl Client {
             task: Mutex::new(None),
         });
         let task = Task {
-            client: self.clone(),
+            settings: self.settings().clone(),
+            metrics: self.metrics().clone(),
+            streaming_lists: self.streaming_lists(),
             api: (watch.api)(self.kube(), watch.namespace.as_deref().unwrap_or_default()),
             config: watcher::Config {
                 label_selector: watch.labels,
@@ -275,12 +278,10 @@ impl Client {
         };
         let handle = tokio::spawn(task.run()).abort_handle();
         *shared.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
-        let weak: Weak<dyn Any + Send + Sync> = Arc::downgrade(&shared) as _;
-        running.retain(|_, r| r.informer.strong_count() > 0);
         running.insert(
             key,
             Running {
-                informer: weak,
+                informer: shared.clone(),
                 projection,
             },
         );
@@ -288,9 +289,12 @@ impl Client {
     }
 }
 
-/// The loop behind one informer.
+/// The loop behind one informer. It holds no `Client` (whose registry holds the informer), so
+/// the informer stops when its client is dropped.
 struct Task<K, S: 'static, T> {
-    client: Client,
+    settings: Settings,
+    metrics: Metrics,
+    streaming_lists: bool,
     api: Api<K>,
     config: watcher::Config,
     project: fn(&S) -> T,
@@ -306,11 +310,11 @@ where
     T: Send + Sync + 'static,
 {
     async fn run(self) {
-        let settings = self.client.settings();
+        let settings = &self.settings;
         let jitter = settings.start_jitter.mul_f64(HasherRng::new().next_f64());
         tokio::time::sleep(jitter).await;
         let mut backoff = Backoff::new(settings.backoff);
-        let mut strategy = if self.client.streaming_lists() {
+        let mut strategy = if self.streaming_lists {
             ListStrategy::Streaming
         } else {
             ListStrategy::CachedList
@@ -369,7 +373,7 @@ where
     }
 
     fn apply(&self, shared: &Shared<T>, pending: &mut Option<Store<T>>, event: Event<S>) {
-        let metrics: &Metrics = self.client.metrics();
+        let metrics = &self.metrics;
         let store = || shared.store.write().unwrap_or_else(PoisonError::into_inner);
         let len = match event {
             Event::Init => {

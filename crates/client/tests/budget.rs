@@ -168,6 +168,15 @@ async fn informers_converge_are_shared_and_reads_go_through_them_only() {
         .expect_err("a second projection");
     assert!(matches!(e, Error::ConflictingProjection { .. }), "{e}");
 
+    // Dropping every handle and asking again does not list again: no polling by re-creation.
+    let lists = informer.stats().lists;
+    drop((informer, again));
+    let revived = client
+        .metadata_informer(watch(), name_of)
+        .expect("the running informer");
+    assert_eq!(revived.stats().lists, lists);
+    assert_eq!(names(&revived), expected);
+
     // Non-resource scrapes are allowed; resource paths are not.
     assert!(
         client
