@@ -67,26 +67,16 @@ pub async fn populate(
     let post = PostParams::default();
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    run(0..spec.namespaces(), spec.concurrency, |i| {
-        let (namespaces, post) = (&namespaces, &post);
-        async move {
-            namespaces.create(post, &from_json(namespace(i))?).await?;
-            tick();
-            Ok(())
-        }
-    })
+    create_each(
+        &namespaces,
+        0..spec.namespaces(),
+        namespace,
+        spec.concurrency,
+        &tick,
+    )
     .await?;
-
     let nodes: Api<Node> = Api::all(client.clone());
-    run(0..spec.nodes, spec.concurrency, |i| {
-        let (nodes, post) = (&nodes, &post);
-        async move {
-            nodes.create(post, &from_json(node(i))?).await?;
-            tick();
-            Ok(())
-        }
-    })
-    .await?;
+    create_each(&nodes, 0..spec.nodes, node, spec.concurrency, &tick).await?;
 
     // Each ReplicaSet is created, then its pods with the ReplicaSet's uid as owner.
     let replica_sets = spec.pods().div_ceil(PODS_PER_REPLICASET);
@@ -121,6 +111,26 @@ pub async fn populate(
             .await
         },
     )
+    .await
+}
+
+/// Creates `make(i)` for every `i` in `items` through `api`.
+async fn create_each<K>(
+    api: &Api<K>,
+    items: std::ops::Range<usize>,
+    make: fn(usize) -> Value,
+    concurrency: usize,
+    tick: &(dyn Fn() + Sync),
+) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    run(items, concurrency, |i| async move {
+        api.create(&PostParams::default(), &from_json(make(i))?)
+            .await?;
+        tick();
+        Ok(())
+    })
     .await
 }
 

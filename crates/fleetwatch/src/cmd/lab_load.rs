@@ -13,8 +13,8 @@ pub struct LoadArgs {
     /// Lab directory of a control plane started with `fleetwatch lab up --nodes N`.
     #[arg(long, env = "FLEETWATCH_LAB_DIR", default_value_os_t = super::lab::default_dir())]
     dir: PathBuf,
-    /// Patterns to run one after another, comma-separated: naive-list, naive-list-node,
-    /// watch-all, watch-node, fleetwatch.
+    /// Patterns to run one after another, comma-separated: idle (no agents: the baseline every
+    /// other row includes), naive-list, naive-list-node, watch-all, watch-node, fleetwatch.
     #[arg(long, value_delimiter = ',', default_values_t = Pattern::ALL)]
     pattern: Vec<Pattern>,
     /// How long each pattern runs (at most 600 s); the load stops by itself.

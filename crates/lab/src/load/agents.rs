@@ -22,6 +22,9 @@ use crate::populate::{node_name, standalone_pod};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pattern {
+    /// No agents: the API server's own background cost over the same time, the baseline that
+    /// every other pattern's cost includes.
+    Idle,
     /// The incident: every node LISTs all pods cluster-wide on a timer, without resourceVersion
     /// (a quorum read from etcd).
     NaiveList,
@@ -37,7 +40,8 @@ pub enum Pattern {
 }
 
 impl Pattern {
-    pub const ALL: [Pattern; 5] = [
+    pub const ALL: [Pattern; 6] = [
+        Pattern::Idle,
         Pattern::NaiveList,
         Pattern::NaiveListNode,
         Pattern::WatchAll,
@@ -47,6 +51,7 @@ impl Pattern {
 
     pub fn name(self) -> &'static str {
         match self {
+            Pattern::Idle => "idle",
             Pattern::NaiveList => "naive-list",
             Pattern::NaiveListNode => "naive-list-node",
             Pattern::WatchAll => "watch-all",
@@ -175,6 +180,7 @@ pub(crate) async fn drive(
     let counters = Arc::new(Counters::default());
     let mut tasks = JoinSet::new();
     match pattern {
+        Pattern::Idle => tokio::time::sleep_until(deadline.into()).await,
         Pattern::NaiveList | Pattern::NaiveListNode => {
             for agent in 0..agents {
                 let node = (pattern == Pattern::NaiveListNode)
