@@ -76,6 +76,20 @@ async fn construction_errors_name_the_file_context_and_server_never_the_token() 
     assert!(matches!(e, Error::Certificate { .. }), "{e}");
     assert!(e.to_string().contains(&plane.apiserver_url()), "{e}");
 
+    // A client certificate that is not there.
+    let no_cert = dir.join("kubeconfig-no-cert");
+    let crt = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-certificate: "))
+        .expect("a client certificate")
+        .trim_matches('"')
+        .to_owned();
+    std::fs::write(&no_cert, text.replace(&crt, "/nonexistent/client.crt")).expect("write");
+    let e = connect_to(no_cert, None)
+        .await
+        .expect_err("missing client certificate");
+    assert!(e.to_string().contains("/nonexistent/client.crt"), "{e}");
+
     // Nothing listens on a port we just released; the user authenticates with a token.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
