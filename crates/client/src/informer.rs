@@ -311,8 +311,10 @@ where
 {
     async fn run(self) {
         let settings = &self.settings;
-        let jitter = settings.start_jitter.mul_f64(HasherRng::new().next_f64());
-        tokio::time::sleep(jitter).await;
+        let mut rng = HasherRng::new();
+        tokio::time::sleep(settings.start_jitter.mul_f64(rng.next_f64())).await;
+        let watch_timeout = settings.watch_timeout.mul_f64(1.0 + rng.next_f64());
+        let watch_timeout = u32::try_from(watch_timeout.as_secs()).unwrap_or(u32::MAX);
         let mut backoff = Backoff::new(settings.backoff);
         let mut strategy = if self.streaming_lists {
             ListStrategy::Streaming
@@ -320,7 +322,11 @@ where
             ListStrategy::CachedList
         };
         loop {
-            let mut events = (self.open)(self.api.clone(), self.config(strategy));
+            let config = watcher::Config {
+                timeout: Some(watch_timeout),
+                ..self.config(strategy)
+            };
+            let mut events = (self.open)(self.api.clone(), config);
             // A list being received; it replaces the store once complete.
             let mut pending: Option<Store<T>> = None;
             while let Some(event) = events.next().await {

@@ -60,6 +60,11 @@ pub struct Settings {
     /// Each informer waits a random time in `[0, start_jitter]` before its first list, so a fleet
     /// of processes does not list in lock-step. At most 60 s.
     pub start_jitter: Duration,
+    /// Each watch asks the server to end it after a random time in `[watch_timeout,
+    /// 2 × watch_timeout)` (client-go's 5–10 minutes by default) and then resumes from its last
+    /// resourceVersion, so a fleet's watches do not all reconnect together. Between 60 s and 1 h:
+    /// the bound covers the initial streaming list too, which must have time to finish.
+    pub watch_timeout: Duration,
 }
 
 impl Settings {
@@ -77,6 +82,7 @@ impl Settings {
             ceiling_wait: Duration::from_secs(10),
             backoff: BackoffSettings::default(),
             start_jitter: Duration::from_secs(2),
+            watch_timeout: Duration::from_secs(300),
         }
     }
 
@@ -115,6 +121,9 @@ impl Settings {
             .response_bytes_per_minute
             .min(HARD_RESPONSE_BYTES_PER_MINUTE);
         applied.start_jitter = self.start_jitter.min(Duration::from_secs(60));
+        applied.watch_timeout = self
+            .watch_timeout
+            .clamp(Duration::from_secs(60), Duration::from_secs(3600));
         Ok(applied)
     }
 

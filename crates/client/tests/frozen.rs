@@ -66,7 +66,17 @@ async fn a_frozen_api_server_costs_no_cpu_and_everything_recovers() {
         )
         .await;
     }
-    let client = connect(kubeconfig, settings("frozen")).await;
+    // Watches end (server side) after 60–120 s, so some end around the thaw and must resume.
+    let mut settings = settings("frozen");
+    settings.watch_timeout = Duration::from_secs(60);
+    let client = connect(kubeconfig, settings).await;
+    let watches = || {
+        common::sum(
+            &common::client_metrics(&client),
+            "fleetwatch_client_requests_total",
+            &[("verb", "watch")],
+        )
+    };
     let informers = (
         client
             .metadata_informer(Watch::<ConfigMap>::namespaced(NS), name)
@@ -81,6 +91,7 @@ async fn a_frozen_api_server_costs_no_cpu_and_everything_recovers() {
     informers.0.ready().await;
     informers.1.ready().await;
     informers.2.ready().await;
+    let watches_before = watches();
 
     // A component keeps doing its work while the server is frozen: a readiness probe every
     // second with its own 5 s timeout, and a write.
@@ -155,12 +166,25 @@ async fn a_frozen_api_server_costs_no_cpu_and_everything_recovers() {
             .contains("ok")
     );
     prober.abort();
+
+    // A watch the server ended resumes from its resourceVersion: more watches, no more lists.
+    eventually(Duration::from_secs(70), "a watch to end and resume", || {
+        watches() > watches_before
+    })
+    .await;
+    let lists = [
+        informers.0.stats().lists,
+        informers.1.stats().lists,
+        informers.2.stats().lists,
+    ];
     println!(
-        "frozen test: lists per informer {:?}",
-        [
-            informers.0.stats().lists,
-            informers.1.stats().lists,
-            informers.2.stats().lists
-        ]
+        "frozen test: lists per informer {lists:?}; watch requests {watches_before} before the \
+         freeze, {} now",
+        watches()
+    );
+    assert_eq!(
+        lists,
+        [1, 1, 1],
+        "a watch that ended was relisted instead of resumed"
     );
 }
