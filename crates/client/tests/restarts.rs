@@ -76,60 +76,31 @@ impl Informers {
 /// Every object in the namespace, per resource, as the admin sees it.
 async fn truth(plane: &ControlPlane) -> Vec<BTreeSet<String>> {
     let admin = plane.admin_client().await.expect("admin");
-    let lp = ListParams::default();
-    let names = |items: Vec<Option<String>>| items.into_iter().flatten().collect::<BTreeSet<_>>();
     vec![
-        names(
-            Api::<PodTemplate>::namespaced(admin.clone(), NS)
-                .list(&lp)
-                .await
-                .expect("list")
-                .items
-                .into_iter()
-                .map(|o| o.metadata.name)
-                .collect(),
-        ),
-        names(
-            Api::<Secret>::namespaced(admin.clone(), NS)
-                .list(&lp)
-                .await
-                .expect("list")
-                .items
-                .into_iter()
-                .map(|o| o.metadata.name)
-                .collect(),
-        ),
-        names(
-            Api::<Service>::namespaced(admin.clone(), NS)
-                .list(&lp)
-                .await
-                .expect("list")
-                .items
-                .into_iter()
-                .map(|o| o.metadata.name)
-                .collect(),
-        ),
-        names(
-            Api::<ServiceAccount>::namespaced(admin.clone(), NS)
-                .list(&lp)
-                .await
-                .expect("list")
-                .items
-                .into_iter()
-                .map(|o| o.metadata.name)
-                .collect(),
-        ),
-        names(
-            Api::<Pod>::namespaced(admin, NS)
-                .list(&lp)
-                .await
-                .expect("list")
-                .items
-                .into_iter()
-                .map(|o| o.metadata.name)
-                .collect(),
-        ),
+        names_in::<PodTemplate>(&admin).await,
+        names_in::<Secret>(&admin).await,
+        names_in::<Service>(&admin).await,
+        names_in::<ServiceAccount>(&admin).await,
+        names_in::<Pod>(&admin).await,
     ]
+}
+
+/// The names of every `K` in the test namespace (a metadata-only list by the admin).
+async fn names_in<K>(admin: &kube::Client) -> BTreeSet<String>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(admin.clone(), NS)
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .collect()
 }
 
 /// Creates one object of each watched resource, named `<prefix>-<resource>`.
