@@ -48,6 +48,8 @@ pub enum LabError {
     Client(String),
     #[error("API request to the lab control plane failed: {0}")]
     Api(#[from] kube::Error),
+    #[error("drawing the sweep plot {}: {message}", path.display())]
+    Plot { path: PathBuf, message: String },
     #[error("lab state file {}: {source}", path.display())]
     State {
         path: PathBuf,

@@ -31,6 +31,13 @@ enum LabCommand {
     /// Run emulated per-node agents of each client pattern against the lab and measure what the
     /// API server pays (CPU, memory, bytes, 429s) and what a probe client sees (GET latency).
     Load(super::lab_load::LoadArgs),
+    /// Run every pattern at each cluster size in a lab of its own (grown from the smallest size
+    /// to the largest), and write the rows as CSV plus a plot of API-server CPU and probe p99
+    /// against cluster size.
+    Sweep(super::lab_sweep::SweepArgs),
+    /// Fit the simulator's cost model to a sweep's CSV and write a simulator calibration file,
+    /// reporting how well each coefficient fits.
+    Calibrate(super::lab_calibrate::CalibrateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +83,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         LabCommand::Down(DirArg { dir }) => down(&dir),
         LabCommand::Status(DirArg { dir }) => status(&dir),
         LabCommand::Load(load_args) => super::lab_load::run(load_args).await,
+        LabCommand::Sweep(sweep_args) => super::lab_sweep::run(sweep_args).await,
+        LabCommand::Calibrate(calibrate_args) => super::lab_calibrate::run(calibrate_args),
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::error::{LabError, Result};
@@ -28,6 +28,15 @@ pub(crate) struct Snapshot {
     apiserver_written: u64,
     metrics_cpu: f64,
     throttled: f64,
+    pod_lists: f64,
+    pods_listed: f64,
+    pods_listed_from_etcd: f64,
+    pod_list_seconds: f64,
+    watch_events: f64,
+    /// APF's estimated seats, summed and counted, in the priority level the agents and the
+    /// probe land in (`global-default`).
+    seats_sum: f64,
+    seats_count: f64,
 }
 
 impl Snapshot {
@@ -38,16 +47,33 @@ impl Snapshot {
         let request = http::Request::get("/metrics")
             .body(Vec::new())
             .map_err(|e| LabError::Client(e.to_string()))?;
-        let metrics = admin.request_text(request).await?;
+        let metrics = Metrics::parse(&admin.request_text(request).await?);
+        let sum = |name: &str, labels: &[(&str, &str)]| metrics.sum(name, labels);
         Ok(Snapshot {
             apiserver_cpu: cpu_seconds(apiserver)?,
             etcd_cpu: cpu_seconds(etcd)?,
             apiserver_written: written_bytes(apiserver)?,
-            metrics_cpu: metric_sum(&metrics, "process_cpu_seconds_total", None),
-            throttled: metric_sum(&metrics, "apiserver_request_total", Some(("code", "429"))),
+            metrics_cpu: sum("process_cpu_seconds_total", &[]),
+            throttled: sum("apiserver_request_total", &[("code", "429")]),
+            pod_lists: sum("apiserver_storage_list_total", PODS),
+            pods_listed: sum("apiserver_storage_list_returned_objects_total", PODS),
+            pods_listed_from_etcd: sum(
+                "apiserver_storage_list_returned_objects_total",
+                &[("resource", "pods"), ("storage", "etcd")],
+            ),
+            pod_list_seconds: sum(
+                "apiserver_request_duration_seconds_sum",
+                &[("resource", "pods"), ("verb", "LIST")],
+            ),
+            watch_events: sum("apiserver_watch_events_total", &[]),
+            seats_sum: sum("apiserver_flowcontrol_work_estimated_seats_sum", AGENT_LEVEL),
+            seats_count: sum("apiserver_flowcontrol_work_estimated_seats_count", AGENT_LEVEL),
         })
     }
 }
+
+const PODS: &[(&str, &str)] = &[("resource", "pods")];
+const AGENT_LEVEL: &[(&str, &str)] = &[("priority_level", "global-default")];
 
 fn pid_of(plane: &ControlPlane, name: &str) -> Result<u32> {
     plane
@@ -101,25 +127,35 @@ fn proc_field(path: &str, key: &str) -> Result<Option<u64>> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok()))
 }
 
-/// The sum of all samples of counter or gauge `name` in Prometheus text, optionally only those
-/// with one label value.
-pub fn metric_sum(text: &str, name: &str, label: Option<(&str, &str)>) -> f64 {
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let Ok(scrape) = prometheus_parse::Scrape::parse(lines) else {
-        return 0.0;
-    };
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
+/// One scrape of Prometheus text.
+#[derive(Debug)]
+pub struct Metrics(prometheus_parse::Scrape);
+
+impl Metrics {
+    /// Parses `text`; text that does not parse reads as no samples (every sum is 0).
+    pub fn parse(text: &str) -> Self {
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        Metrics(prometheus_parse::Scrape::parse(lines).unwrap_or(prometheus_parse::Scrape {
+            docs: Default::default(),
+            samples: Vec::new(),
+        }))
+    }
+
+    /// The sum of all samples of counter or gauge `name` whose labels include `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    }
 }
 
 /// Samples taken throughout a run: the probe's latencies and the API server's peak RSS.
@@ -173,8 +209,8 @@ impl Sampler {
     }
 }
 
-/// What one run cost; the row of `lab load`'s table.
-#[derive(Debug, Clone, Serialize)]
+/// What one run cost; the row of `lab load`'s table and of `lab sweep`'s CSV.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadReport {
     pub pattern: String,
     pub nodes: usize,
@@ -192,6 +228,20 @@ pub struct LoadReport {
     /// Bytes the API server wrote to its sockets (responses and watch events, TLS included).
     pub apiserver_bytes_written: u64,
     pub throttled_429: u64,
+    /// Pod LISTs the API server served (`apiserver_storage_list_total`; streaming lists that
+    /// open a watch are not LISTs) and the pods they returned, and of those from etcd.
+    pub pod_lists: u64,
+    pub pods_listed: u64,
+    pub pods_listed_from_etcd: u64,
+    /// Seconds pod LISTs spent in the API server, summed: divided by `seconds`, the mean
+    /// number of pod LISTs in flight.
+    pub pod_list_seconds: f64,
+    /// Watch events the API server sent to watchers, all resources (initial events included).
+    pub watch_events_sent: u64,
+    /// APF's estimated seats in the agents' priority level (`global-default`): their sum and
+    /// how many requests they were for.
+    pub agent_level_seats: f64,
+    pub agent_level_requests: u64,
     pub probe_p50_ms: Option<f64>,
     pub probe_p99_ms: Option<f64>,
     pub probe_samples: usize,
@@ -200,7 +250,7 @@ pub struct LoadReport {
     pub agent_requests: u64,
     pub agent_errors: u64,
     /// The probe's latencies, for `--out`.
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub probe_ms: Vec<f64>,
 }
 
@@ -233,7 +283,14 @@ impl LoadReport {
             apiserver_bytes_written: after
                 .apiserver_written
                 .saturating_sub(before.apiserver_written),
-            throttled_429: (after.throttled - before.throttled).max(0.0) as u64,
+            throttled_429: count(after.throttled - before.throttled),
+            pod_lists: count(after.pod_lists - before.pod_lists),
+            pods_listed: count(after.pods_listed - before.pods_listed),
+            pods_listed_from_etcd: count(after.pods_listed_from_etcd - before.pods_listed_from_etcd),
+            pod_list_seconds: (after.pod_list_seconds - before.pod_list_seconds).max(0.0),
+            watch_events_sent: count(after.watch_events - before.watch_events),
+            agent_level_seats: (after.seats_sum - before.seats_sum).max(0.0),
+            agent_level_requests: count(after.seats_count - before.seats_count),
             probe_p50_ms: percentile(&sorted, 0.50),
             probe_p99_ms: percentile(&sorted, 0.99),
             probe_samples: sorted.len(),
@@ -243,6 +300,11 @@ impl LoadReport {
             probe_ms: samples.probe_ms.clone(),
         }
     }
+}
+
+/// A counter's increase as a count (never negative: a restarted server resets its counters).
+fn count(increase: f64) -> u64 {
+    increase.max(0.0).round() as u64
 }
 
 /// The nearest-rank percentile of sorted values.

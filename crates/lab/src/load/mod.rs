@@ -12,6 +12,7 @@
 
 mod agents;
 pub mod measure;
+pub mod plot;
 
 use std::time::Duration;
 
