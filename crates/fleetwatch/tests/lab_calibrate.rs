@@ -1,0 +1,319 @@
+//! `fleetwatch lab calibrate` as a user runs it: a sweep CSV in, a calibration file out.
+//!
+//! The CSV is made of real `LoadReport` rows (so the header is what `lab sweep` writes),
+//! generated from known costs; the fitted file must give those costs back.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use fleetwatch_lab::load::LoadReport;
+use fleetwatch_sim::calibration::Calibration;
+
+const PER_LIST: f64 = 2e-3;
+const PER_OBJECT_FROM_CACHE: f64 = 4e-6;
+const PER_WATCH_EVENT: f64 = 8e-6;
+const BYTES_PER_OBJECT_LISTED: f64 = 30_000.0;
+const BYTES_PER_CACHED_OBJECT: f64 = 6_000.0;
+const MAX_SEATS: f64 = 10.0;
+const PODS_PER_NODE: usize = 30;
+/// 2026-01-02T03:04:05Z.
+const EPOCH: &str = "1767323045";
+
+fn fleetwatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetwatch"))
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run fleetwatch")
+}
+
+/// One run of `pattern` at `nodes` nodes on an API server that charges the costs above.
+fn report(pattern: &str, nodes: usize) -> LoadReport {
+    let pods = nodes * PODS_PER_NODE;
+    let (n, p) = (nodes as f64, pods as f64);
+    let seconds = 60.0;
+    let probe = 10.0 * seconds;
+    let churn_events = 360.0;
+    // (lists, objects per list, watch events the agents cause)
+    let (lists, per_list, events) = match pattern {
+        "naive-list" => (n * 6.0, p, 0.0),
+        "naive-list-node" => (n * 6.0, PODS_PER_NODE as f64, 0.0),
+        "watch-all" => (n, p, n * p * 0.6),
+        "watch-node" => (n, PODS_PER_NODE as f64, p * 0.6),
+        "fleetwatch" => (1.0, p, p * 0.6),
+        _ => (0.0, 0.0, 0.0),
+    };
+    let listed = lists * per_list;
+    let list_seconds = lists * (0.001 + per_list * 2e-6);
+    let cpu = 0.002 * n
+        + probe * 1e-3
+        + PER_LIST * lists
+        + PER_OBJECT_FROM_CACHE * listed
+        + PER_WATCH_EVENT * (events + churn_events);
+    let rss = 3e8
+        + BYTES_PER_CACHED_OBJECT * (p + n)
+        + BYTES_PER_OBJECT_LISTED * list_seconds / seconds * per_list;
+    let seats = if pattern == "naive-list" {
+        (per_list / 100.0).ceil().min(MAX_SEATS)
+    } else {
+        MAX_SEATS
+    };
+    LoadReport {
+        pattern: pattern.to_owned(),
+        nodes,
+        pods,
+        agents: if pattern == "idle" { 0 } else { nodes },
+        seconds,
+        apiserver_cpu_seconds: cpu,
+        apiserver_cpu_seconds_reported: cpu,
+        apiserver_cpu_ms_per_node_second: cpu * 1e3 / (n * seconds),
+        apiserver_peak_rss_bytes: rss.round() as u64,
+        etcd_cpu_seconds: 1.0,
+        apiserver_bytes_written: (listed * 2_000.0) as u64,
+        throttled_429: 0,
+        pod_lists: lists.round() as u64,
+        pods_listed: listed.round() as u64,
+        pods_listed_from_etcd: 0,
+        pod_list_seconds: list_seconds,
+        watch_events_sent: (events + churn_events).round() as u64,
+        agent_level_seats: probe + lists * seats,
+        agent_level_requests: (probe + lists).round() as u64,
+        probe_p50_ms: Some(2.0),
+        probe_p99_ms: if pattern == "idle" { None } else { Some(9.5) },
+        probe_samples: 600,
+        probe_errors: 0,
+        agent_requests: lists.round() as u64,
+        agent_errors: 0,
+        probe_ms: Vec::new(),
+    }
+}
+
+fn write_sweep(path: &Path) {
+    let mut writer = csv::Writer::from_path(path).expect("create sweep csv");
+    for nodes in [50, 100, 200, 500, 1000] {
+        for pattern in [
+            "idle",
+            "naive-list",
+            "naive-list-node",
+            "watch-all",
+            "watch-node",
+            "fleetwatch",
+        ] {
+            writer.serialize(report(pattern, nodes)).expect("write row");
+        }
+    }
+    writer.flush().expect("flush sweep csv");
+}
+
+fn assert_close(what: &str, got: f64, want: f64) {
+    assert!(
+        ((got - want) / want).abs() < 0.01,
+        "{what}: got {got}, want {want}"
+    );
+}
+
+#[test]
+fn a_sweep_gives_back_the_costs_it_was_made_from() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sweep = tmp.path().join("sweep.csv");
+    let out = tmp.path().join("calibration.toml");
+    write_sweep(&sweep);
+    let run = fleetwatch(&[
+        "lab",
+        "calibrate",
+        "--sweep",
+        sweep.to_str().expect("utf-8 path"),
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "failed: {stderr}");
+
+    let text = std::fs::read_to_string(&out).expect("calibration written");
+    let cal = Calibration::parse("calibration.toml", &text).expect("output parses");
+    let base = Calibration::default();
+    let a = &cal.api_server;
+    assert_close("cpu_seconds_per_list", a.cpu_seconds_per_list, PER_LIST);
+    assert_close(
+        "cpu_seconds_per_object_listed_from_cache",
+        a.cpu_seconds_per_object_listed_from_cache,
+        PER_OBJECT_FROM_CACHE,
+    );
+    assert_close(
+        "cpu_seconds_per_watch_event",
+        a.cpu_seconds_per_watch_event,
+        PER_WATCH_EVENT,
+    );
+    assert_close(
+        "memory_bytes_per_object_listed",
+        a.memory_bytes_per_object_listed,
+        BYTES_PER_OBJECT_LISTED,
+    );
+    assert_close(
+        "memory_bytes_per_cached_object",
+        a.memory_bytes_per_cached_object,
+        BYTES_PER_CACHED_OBJECT,
+    );
+    assert_eq!(cal.apf.max_seats_per_request, MAX_SEATS);
+    // No LIST read etcd and every LIST hit the seat cap: those keep the base values.
+    assert_eq!(
+        a.cpu_seconds_per_object_listed_from_etcd,
+        base.api_server.cpu_seconds_per_object_listed_from_etcd
+    );
+    assert_eq!(
+        cal.apf.objects_per_list_seat,
+        base.apf.objects_per_list_seat
+    );
+    // Untouched keys keep the base values, and the base file's comments stay.
+    assert_eq!(cal.dns, base.dns);
+    assert_eq!(
+        cal.api_server.restart_seconds,
+        base.api_server.restart_seconds
+    );
+    assert!(text.contains("# Seconds from an OOM kill to a ready replica"));
+    assert!(text.contains("# measured: 2.00e-03 ±"), "{text}");
+    assert_eq!(
+        cal.source,
+        "measured by `fleetwatch lab calibrate` from sweep.csv (kube-apiserver \
+         v1.37.2, nodes 50–1000, 30 pods per node) on 2026-01-02"
+    );
+
+    // The report: every coefficient, measured or not and why.
+    assert!(
+        stdout.contains("api_server.cpu_seconds_per_list") && stdout.contains("R² "),
+        "{stdout}"
+    );
+    let etcd_line = stdout
+        .lines()
+        .find(|l| l.starts_with("api_server.cpu_seconds_per_object_listed_from_etcd"))
+        .expect("etcd line in the report");
+    assert!(
+        etcd_line.contains("not measured: `pods_listed_from_etcd` is 0"),
+        "{etcd_line}"
+    );
+}
+
+#[test]
+fn without_out_the_calibration_goes_to_stdout_and_the_report_to_stderr() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sweep = tmp.path().join("sweep.csv");
+    write_sweep(&sweep);
+    let base = tmp.path().join("base.toml");
+    let base_text = fleetwatch_sim::calibration::DEFAULT_TOML.replace(
+        "restart_seconds = 90.0",
+        "# A comment only this base has.\nrestart_seconds = 45.0",
+    );
+    std::fs::write(&base, base_text).expect("write base");
+    let run = fleetwatch(&[
+        "lab",
+        "calibrate",
+        "--sweep",
+        sweep.to_str().expect("utf-8 path"),
+        "--base",
+        base.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "failed: {stderr}");
+    let cal = Calibration::parse("stdout", &stdout).expect("stdout is the calibration");
+    assert_eq!(cal.api_server.restart_seconds, 45.0);
+    assert!(stdout.contains("# A comment only this base has."));
+    assert_close(
+        "cpu_seconds_per_list",
+        cal.api_server.cpu_seconds_per_list,
+        PER_LIST,
+    );
+    assert!(stderr.contains("not measured"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_row_names_the_file_and_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sweep = tmp.path().join("broken-sweep.csv");
+    write_sweep(&sweep);
+    let text = std::fs::read_to_string(&sweep).expect("read sweep");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let cpu = header
+        .iter()
+        .position(|h| *h == "apiserver_cpu_seconds")
+        .expect("cpu column");
+    // Line 4 (the third run): its CPU is not a number.
+    let mut fields: Vec<String> = lines[3].split(',').map(str::to_owned).collect();
+    fields[cpu] = "fast".to_owned();
+    lines[3] = fields.join(",");
+    // Line 6: a field short.
+    let short = lines[5].rsplit_once(',').expect("fields").0.to_owned();
+    std::fs::write(&sweep, lines.join("\n") + "\n").expect("write broken sweep");
+
+    let run = fleetwatch(&[
+        "lab",
+        "calibrate",
+        "--sweep",
+        sweep.to_str().expect("utf-8 path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "a broken sweep must fail");
+    assert!(run.stdout.is_empty(), "no calibration on failure");
+    assert!(
+        stderr.contains("broken-sweep.csv:4: column `apiserver_cpu_seconds`"),
+        "{stderr}"
+    );
+
+    lines[3] = text.lines().nth(3).expect("line 4").to_owned();
+    lines[5] = short;
+    std::fs::write(&sweep, lines.join("\n") + "\n").expect("write broken sweep");
+    let run = fleetwatch(&[
+        "lab",
+        "calibrate",
+        "--sweep",
+        sweep.to_str().expect("utf-8 path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("broken-sweep.csv:6: "), "{stderr}");
+}
+
+#[test]
+fn a_sweep_without_idle_runs_says_what_is_missing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sweep = tmp.path().join("sweep.csv");
+    let mut writer = csv::Writer::from_path(&sweep).expect("create sweep csv");
+    writer.serialize(report("idle", 50)).expect("row");
+    writer.serialize(report("naive-list", 50)).expect("row");
+    writer.serialize(report("naive-list", 100)).expect("row");
+    writer.flush().expect("flush");
+    let run = fleetwatch(&[
+        "lab",
+        "calibrate",
+        "--sweep",
+        sweep.to_str().expect("utf-8 path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("sweep.csv") && stderr.contains("no idle run at 100 nodes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_explains_what_is_fitted() {
+    let run = fleetwatch(&["lab", "calibrate", "--help"]);
+    let help = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success());
+    for needle in [
+        "--sweep <FILE.csv>",
+        "--base <FILE.toml>",
+        "--out <FILE.toml>",
+        "api_server.cpu_seconds_per_watch_event",
+        "Non-negative least squares",
+        "upper bound",
+        "apf.max_seats_per_request",
+        "not measured",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+}
