@@ -85,7 +85,7 @@ fn report(pattern: &str, nodes: usize) -> LoadReport {
         probe_errors: 0,
         agent_requests: lists.round() as u64,
         agent_errors: 0,
-        probe_ms: Vec::new(),
+        ..LoadReport::default()
     }
 }
 

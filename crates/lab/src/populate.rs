@@ -6,6 +6,7 @@
 //! same objects. Requests run with bounded concurrency; pods need two each (create, then
 //! `status`, which create ignores).
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::{StreamExt, TryStreamExt, stream};
@@ -20,11 +21,14 @@ use crate::error::Result;
 const PODS_PER_REPLICASET: usize = 10;
 const PODS_PER_NAMESPACE: usize = 2_000;
 
-/// What to create.
+/// What to create: nodes `first_node..nodes` and their pods. A lab of `first_node` nodes made
+/// with the same `pods_per_node` grows to `nodes` (what `lab sweep` does between sizes).
 #[derive(Debug, Clone)]
 pub struct PopulateSpec {
     pub nodes: usize,
     pub pods_per_node: usize,
+    /// Nodes `0..first_node` (and their pods) exist already.
+    pub first_node: usize,
     /// Requests in flight at once.
     pub concurrency: usize,
 }
@@ -34,21 +38,42 @@ impl PopulateSpec {
         PopulateSpec {
             nodes,
             pods_per_node,
+            first_node: 0,
             concurrency: 64,
         }
     }
 
+    /// Pods in the lab once this spec is done.
     pub fn pods(&self) -> usize {
         self.nodes * self.pods_per_node
     }
 
-    fn namespaces(&self) -> usize {
-        self.pods().div_ceil(PODS_PER_NAMESPACE).max(1)
+    /// The pods this spec creates.
+    fn new_pods(&self) -> Range<usize> {
+        (self.first_node * self.pods_per_node).min(self.pods())..self.pods()
+    }
+
+    /// Namespaces to create: those of new pods whose first pod is new (namespace `i` holds
+    /// pods from `i × PODS_PER_NAMESPACE`).
+    fn new_namespaces(&self) -> Range<usize> {
+        let pods = self.new_pods();
+        let end = pods.end.div_ceil(PODS_PER_NAMESPACE).max(1);
+        pods.start.div_ceil(PODS_PER_NAMESPACE).min(end)..end
+    }
+
+    /// ReplicaSets to create, likewise; a partly filled one of an earlier run gets its
+    /// remaining pods but is not created again.
+    fn new_replica_sets(&self) -> Range<usize> {
+        let pods = self.new_pods();
+        pods.start.div_ceil(PODS_PER_REPLICASET)..pods.end.div_ceil(PODS_PER_REPLICASET)
     }
 
     /// Objects to create in all (namespaces, nodes, replica sets, pods).
     pub fn objects(&self) -> usize {
-        self.namespaces() + self.nodes + self.pods().div_ceil(PODS_PER_REPLICASET) + self.pods()
+        self.new_namespaces().len()
+            + self.nodes.saturating_sub(self.first_node)
+            + self.new_replica_sets().len()
+            + self.new_pods().len()
     }
 }
 
@@ -64,54 +89,99 @@ pub async fn populate(
     let done = AtomicUsize::new(0);
     let total = spec.objects();
     let tick = || on_progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-    let post = PostParams::default();
+    let pods = Pods {
+        client,
+        pods_per_node: spec.pods_per_node,
+        tick: &tick,
+    };
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     create_each(
         &namespaces,
-        0..spec.namespaces(),
+        spec.new_namespaces(),
         namespace,
         spec.concurrency,
         &tick,
     )
     .await?;
     let nodes: Api<Node> = Api::all(client.clone());
-    create_each(&nodes, 0..spec.nodes, node, spec.concurrency, &tick).await?;
+    create_each(
+        &nodes,
+        spec.first_node.min(spec.nodes)..spec.nodes,
+        node,
+        spec.concurrency,
+        &tick,
+    )
+    .await?;
 
+    let new_pods = spec.new_pods();
+    let replica_sets = spec.new_replica_sets();
+    // Pods before the first new ReplicaSet belong to one an earlier run created.
+    let first_in_new_set = (replica_sets.start * PODS_PER_REPLICASET).min(new_pods.end);
+    if new_pods.start < first_in_new_set {
+        let rs = new_pods.start / PODS_PER_REPLICASET;
+        let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace_of(rs));
+        let uid = sets.get(&replica_set_name(rs)).await?.metadata.uid;
+        pods.create(
+            rs,
+            &uid.unwrap_or_default(),
+            new_pods.start..first_in_new_set,
+        )
+        .await?;
+    }
     // Each ReplicaSet is created, then its pods with the ReplicaSet's uid as owner.
-    let replica_sets = spec.pods().div_ceil(PODS_PER_REPLICASET);
-    let post = &post;
+    let post = &PostParams::default();
+    let pods = &pods;
     run(
-        0..replica_sets,
+        replica_sets,
         spec.concurrency.div_ceil(PODS_PER_REPLICASET).max(1),
         |rs| async move {
-            let ns = namespace_name(rs * PODS_PER_REPLICASET / PODS_PER_NAMESPACE);
             let first = rs * PODS_PER_REPLICASET;
-            let pods_in_set = (spec.pods() - first).min(PODS_PER_REPLICASET);
-            let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+            let pods_in_set = (new_pods.end - first).min(PODS_PER_REPLICASET);
+            let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace_of(rs));
             let created = sets
                 .create(post, &from_json(replica_set(rs, pods_in_set))?)
                 .await?;
             tick();
             let uid = created.metadata.uid.unwrap_or_default();
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            run(first..first + pods_in_set, PODS_PER_REPLICASET, |p| {
-                let (pods, uid, post) = (&pods, &uid, &post);
-                async move {
-                    let node = p / spec.pods_per_node;
-                    pods.create(post, &from_json(synthetic_pod(p, rs, uid, node))?)
-                        .await?;
-                    let status = Patch::Merge(pod_status(p, node));
-                    pods.patch_status(&pod_name(rs, p), &PatchParams::default(), &status)
-                        .await?;
-                    tick();
-                    Ok(())
-                }
-            })
-            .await
+            pods.create(rs, &uid, first..first + pods_in_set).await
         },
     )
     .await
+}
+
+/// Creates synthetic pods, each bound and then given a Running status.
+struct Pods<'a> {
+    client: &'a kube::Client,
+    pods_per_node: usize,
+    tick: &'a (dyn Fn() + Sync),
+}
+
+impl Pods<'_> {
+    /// Creates pods `range` of ReplicaSet `rs` (uid `owner`).
+    async fn create(&self, rs: usize, owner: &str, range: Range<usize>) -> Result<()> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace_of(rs));
+        let post = PostParams::default();
+        run(range, PODS_PER_REPLICASET, |p| {
+            let (pods, post) = (&pods, &post);
+            async move {
+                let node = p / self.pods_per_node.max(1);
+                pods.create(post, &from_json(synthetic_pod(p, rs, owner, node))?)
+                    .await?;
+                let status = Patch::Merge(pod_status(p, node));
+                pods.patch_status(&pod_name(rs, p), &PatchParams::default(), &status)
+                    .await?;
+                (self.tick)();
+                Ok(())
+            }
+        })
+        .await
+    }
+}
+
+/// The namespace of ReplicaSet `rs` and its pods.
+fn namespace_of(rs: usize) -> String {
+    namespace_name(rs * PODS_PER_REPLICASET / PODS_PER_NAMESPACE)
 }
 
 /// Creates `make(i)` for every `i` in `items` through `api`.
@@ -348,4 +418,34 @@ fn pod_ip(p: usize) -> String {
 
 fn now() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn grow(from: usize, to: usize, pods_per_node: usize) -> PopulateSpec {
+        PopulateSpec {
+            first_node: from,
+            ..PopulateSpec::new(to, pods_per_node)
+        }
+    }
+
+    proptest! {
+        /// Growing in two steps creates exactly what one step creates: nothing twice, nothing
+        /// missed, whatever the boundaries.
+        #[test]
+        fn growth_in_steps_partitions_the_objects(
+            a in 1usize..300, b in 0usize..300, pods_per_node in 1usize..40,
+        ) {
+            let (mid, end) = (a, a + b);
+            let whole = PopulateSpec::new(end, pods_per_node);
+            let (first, second) = (PopulateSpec::new(mid, pods_per_node), grow(mid, end, pods_per_node));
+            prop_assert_eq!(first.new_pods().end, second.new_pods().start);
+            prop_assert_eq!(first.new_replica_sets().end, second.new_replica_sets().start);
+            prop_assert_eq!(first.new_namespaces().end, second.new_namespaces().start);
+            prop_assert_eq!(first.objects() + second.objects(), whole.objects());
+        }
+    }
 }

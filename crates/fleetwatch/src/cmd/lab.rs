@@ -35,6 +35,8 @@ enum LabCommand {
     /// to the largest), and write the rows as CSV plus a plot of API-server CPU and probe p99
     /// against cluster size.
     Sweep(super::lab_sweep::SweepArgs),
+    /// Draw a sweep's CSV again as SVG and PNG (what `lab sweep` does at its end).
+    Plot(super::lab_sweep::PlotArgs),
     /// Fit the simulator's cost model to a sweep's CSV and write a simulator calibration file,
     /// reporting how well each coefficient fits.
     Calibrate(super::lab_calibrate::CalibrateArgs),
@@ -60,6 +62,16 @@ struct UpArgs {
     /// Also run kube-controller-manager (needed for DaemonSets, ReplicaSets, garbage collection).
     #[arg(long)]
     controllers: bool,
+    #[command(flatten)]
+    inflight: InflightArgs,
+    /// Create requests in flight at once while populating.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=512))]
+    concurrency: u16,
+}
+
+/// The API server's concurrency limits; shared by `lab up` and `lab sweep`.
+#[derive(Debug, clap::Args)]
+pub struct InflightArgs {
     /// kube-apiserver --max-requests-inflight (API server default: 400). Lower it to make a
     /// two-core machine overload like a proportionally sized control plane.
     #[arg(long, requires = "max_mutating_requests_inflight")]
@@ -67,9 +79,13 @@ struct UpArgs {
     /// kube-apiserver --max-mutating-requests-inflight (API server default: 200).
     #[arg(long, requires = "max_requests_inflight")]
     max_mutating_requests_inflight: Option<u32>,
-    /// Create requests in flight at once while populating.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=512))]
-    concurrency: u16,
+}
+
+impl InflightArgs {
+    pub fn limits(&self) -> Option<(u32, u32)> {
+        self.max_requests_inflight
+            .zip(self.max_mutating_requests_inflight)
+    }
 }
 
 pub fn default_dir() -> PathBuf {
@@ -84,6 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         LabCommand::Status(DirArg { dir }) => status(&dir),
         LabCommand::Load(load_args) => super::lab_load::run(load_args).await,
         LabCommand::Sweep(sweep_args) => super::lab_sweep::run(sweep_args).await,
+        LabCommand::Plot(plot_args) => super::lab_sweep::plot(&plot_args),
         LabCommand::Calibrate(calibrate_args) => super::lab_calibrate::run(calibrate_args),
     }
 }
@@ -114,9 +131,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut options = LabOptions::new(&args.dir.dir);
     options.controllers = args.controllers;
     options.detached = true;
-    options.max_requests_inflight = args
-        .max_requests_inflight
-        .zip(args.max_mutating_requests_inflight);
+    options.max_requests_inflight = args.inflight.limits();
     let plane = ControlPlane::start(options)
         .await
         .context("starting the lab control plane")?;
@@ -142,19 +157,27 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fill(plane: &ControlPlane, spec: &PopulateSpec) -> anyhow::Result<()> {
-    let client = plane.admin_client().await?;
-    let bar = ProgressBar::new(spec.objects() as u64).with_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} objects ({per_sec}, eta {eta})")
+/// A progress bar counting `total` objects (or runs) on stderr.
+pub fn progress_bar(total: usize, unit: &str) -> anyhow::Result<ProgressBar> {
+    let template =
+        format!("{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})");
+    let bar = ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template(&template)
             .context("progress bar template")?
             .progress_chars("=> "),
     );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Ok(bar)
+}
+
+async fn fill(plane: &ControlPlane, spec: &PopulateSpec) -> anyhow::Result<()> {
+    let client = plane.admin_client().await?;
+    let bar = progress_bar(spec.objects(), "objects")?;
     bar.set_message(format!(
         "creating {} nodes and {} pods",
         spec.nodes,
         spec.pods()
     ));
-    bar.enable_steady_tick(Duration::from_millis(200));
     let started = Instant::now();
     populate(&client, spec, &|done, _| bar.set_position(done as u64)).await?;
     bar.finish_and_clear();

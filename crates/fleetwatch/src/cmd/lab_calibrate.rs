@@ -67,7 +67,7 @@ pub struct CalibrateArgs {
 }
 
 pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
-    let reports = read_sweep(&args.sweep)?;
+    let reports = super::lab_sweep::read(&args.sweep)?;
     let base = match &args.base {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -96,50 +96,6 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The sweep's rows; a row that does not parse is an error naming the file and line.
-fn read_sweep(path: &Path) -> anyhow::Result<Vec<LoadReport>> {
-    let mut reader = csv::Reader::from_path(path)
-        .with_context(|| format!("reading the sweep {}", path.display()))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| row_error(path, &csv::StringRecord::new(), &e))?
-        .clone();
-    let reports = reader
-        .deserialize::<LoadReport>()
-        .map(|row| row.map_err(|e| row_error(path, &headers, &e)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    anyhow::ensure!(
-        !reports.is_empty(),
-        "{}: no rows; expected the CSV `fleetwatch lab sweep` writes",
-        path.display()
-    );
-    Ok(reports)
-}
-
-/// `FILE:LINE: column `name`: what is wrong`.
-fn row_error(path: &Path, headers: &csv::StringRecord, e: &csv::Error) -> anyhow::Error {
-    let what = match e.kind() {
-        csv::ErrorKind::Deserialize { err, .. } => {
-            let column = err
-                .field()
-                .and_then(|f| usize::try_from(f).ok())
-                .and_then(|f| headers.get(f));
-            match column {
-                Some(column) => format!("column `{column}`: {}", err.kind()),
-                None => err.kind().to_string(),
-            }
-        }
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => format!("{len} fields, but the header has {expected_len}"),
-        _ => e.to_string(),
-    };
-    match e.position() {
-        Some(position) => anyhow::anyhow!("{}:{}: {what}", path.display(), position.line()),
-        None => anyhow::anyhow!("{}: {what}", path.display()),
-    }
 }
 
 fn measurement(r: &LoadReport) -> Measurement {

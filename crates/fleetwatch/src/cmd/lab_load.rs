@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fleetwatch_lab::ControlPlane;
-use fleetwatch_lab::load::{self, LoadReport, LoadSpec, Pattern};
+use fleetwatch_lab::load::{self, LoadReport, LoadSettings, LoadSpec, Pattern};
 
 #[derive(Debug, clap::Args)]
 pub struct LoadArgs {
@@ -17,24 +17,43 @@ pub struct LoadArgs {
     /// other row includes), naive-list, naive-list-node, watch-all, watch-node, fleetwatch.
     #[arg(long, value_delimiter = ',', default_values_t = Pattern::ALL)]
     pattern: Vec<Pattern>,
-    /// How long each pattern runs (at most 600 s); the load stops by itself.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    max_duration: Duration,
-    /// How often each naive-* agent LISTs pods.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    list_interval: Duration,
-    /// Pods created and deleted per second during the run (makes watch costs visible).
-    #[arg(long, default_value_t = 0.0)]
-    churn: f64,
-    /// How often the probe GETs one node.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
-    probe_interval: Duration,
+    #[command(flatten)]
+    settings: SettingsArgs,
     /// Output: a text table or JSON (one object per pattern).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Also write raw samples (probe latencies per pattern, CSV) and the JSON report here.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// How each run goes; shared by `lab load` and `lab sweep`.
+#[derive(Debug, clap::Args)]
+pub struct SettingsArgs {
+    /// How long each run lasts (at most 600 s); the load stops by itself.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    max_duration: Duration,
+    /// How often each naive-* agent LISTs pods.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    list_interval: Duration,
+    /// Pods created and deleted per second during each run (0 for none). Without churn a
+    /// watch costs nothing after its first list, which hides what watchers cost per event.
+    #[arg(long, default_value_t = 5.0)]
+    churn: f64,
+    /// How often the probe GETs one node.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    probe_interval: Duration,
+}
+
+impl SettingsArgs {
+    pub fn settings(&self) -> LoadSettings {
+        LoadSettings {
+            duration: self.max_duration,
+            list_interval: self.list_interval,
+            churn_per_second: self.churn,
+            probe_interval: self.probe_interval,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -44,7 +63,7 @@ enum Format {
 }
 
 /// `500ms`, `30s`, `2m`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let expected = || format!("`{text}` is not a duration; expected e.g. 500ms, 30s or 2m");
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit())
@@ -67,17 +86,15 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     );
     let mut reports = Vec::new();
     for pattern in &args.pattern {
-        tracing::info!(%pattern, nodes, pods, seconds = args.max_duration.as_secs(), "running load");
+        load::quiesce(&plane).await?;
         let spec = LoadSpec {
             pattern: *pattern,
             agents: nodes,
             nodes,
             pods,
-            duration: args.max_duration,
-            list_interval: args.list_interval,
-            churn_per_second: args.churn,
-            probe_interval: args.probe_interval,
+            settings: args.settings.settings(),
         };
+        tracing::info!(%pattern, nodes, pods, seconds = spec.settings.duration.as_secs(), "running load");
         reports.push(
             load::run(&plane, &spec)
                 .await
@@ -94,14 +111,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn table(reports: &[LoadReport]) -> String {
+pub fn table(reports: &[LoadReport]) -> String {
     let mut text = format!(
-        "{:<16} {:>6} {:>7} {:>9} {:>11} {:>9} {:>8} {:>10} {:>6} {:>8} {:>8}\n",
+        "{:<16} {:>6} {:>7} {:>9} {:>9} {:>11} {:>12} {:>8} {:>8} {:>9} {:>6} {:>8} {:>8}\n",
         "pattern",
         "nodes",
         "pods",
         "cpu_s",
-        "ms/node/s",
+        "startup_s",
+        "startup_cpu",
+        "steady_cores",
         "rss_MiB",
         "etcd_s",
         "MiB_out",
@@ -111,13 +130,17 @@ fn table(reports: &[LoadReport]) -> String {
     );
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     for r in reports {
+        // A start-up that never finished is marked: its agents were still listing at the end.
+        let unsynced = if r.startup_synced { "" } else { "*" };
         text += &format!(
-            "{:<16} {:>6} {:>7} {:>9.2} {:>11.3} {:>9.0} {:>8.2} {:>10.1} {:>6} {:>8} {:>8}\n",
+            "{:<16} {:>6} {:>7} {:>9.2} {:>9} {:>11.2} {:>12.3} {:>8.0} {:>8.2} {:>9.1} {:>6} {:>8} {:>8}\n",
             r.pattern,
             r.nodes,
             r.pods,
             r.apiserver_cpu_seconds,
-            r.apiserver_cpu_ms_per_node_second,
+            format!("{:.1}{unsynced}", r.startup_seconds),
+            r.startup_apiserver_cpu_seconds,
+            r.steady_cores(),
             r.apiserver_peak_rss_bytes as f64 / 1048576.0,
             r.etcd_cpu_seconds,
             r.apiserver_bytes_written as f64 / 1048576.0,
@@ -125,6 +148,10 @@ fn table(reports: &[LoadReport]) -> String {
             ms(r.probe_p50_ms),
             ms(r.probe_p99_ms),
         );
+    }
+    if reports.iter().any(|r| !r.startup_synced) {
+        text +=
+            "* some agents had not synced when the start-up limit (the run's duration) passed\n";
     }
     text
 }

@@ -1,8 +1,232 @@
-//! `fleetwatch lab sweep`: every pattern at every cluster size, as a CSV and a plot.
+//! `fleetwatch lab sweep`: every pattern at every cluster size in a lab of its own, as a CSV and
+//! a plot.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Context;
+use fleetwatch_lab::load::sweep::{self, Progress, SweepSpec};
+use fleetwatch_lab::load::{LoadReport, Pattern, plot};
+use fleetwatch_lab::{ControlPlane, LabOptions, binaries};
 
 #[derive(Debug, clap::Args)]
-pub struct SweepArgs {}
+pub struct SweepArgs {
+    /// Directory for the sweep's own lab (started here, stopped and removed at the end).
+    #[arg(long, default_value_os_t = binaries::cache_dir().join("sweep-lab"))]
+    dir: PathBuf,
+    /// Where to write sweep.csv (one row per run), sweep.svg and sweep.png.
+    #[arg(long, default_value = "sweep")]
+    out: PathBuf,
+    /// Cluster sizes in nodes, comma-separated; the lab grows from the smallest to the largest.
+    #[arg(long, value_delimiter = ',', default_values_t = [50, 100, 200, 500, 1000])]
+    sizes: Vec<usize>,
+    /// Synthetic Running pods per node.
+    #[arg(long, default_value_t = 30)]
+    pods_per_node: usize,
+    /// Patterns run at each size, comma-separated, in this order (idle is the baseline that
+    /// `lab calibrate` subtracts; keep it).
+    #[arg(long, value_delimiter = ',', default_values_t = Pattern::ALL)]
+    pattern: Vec<Pattern>,
+    #[command(flatten)]
+    settings: super::lab_load::SettingsArgs,
+    #[command(flatten)]
+    inflight: super::lab::InflightArgs,
+    /// Create requests in flight at once while growing the lab.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=512))]
+    concurrency: u16,
+}
 
-pub async fn run(_args: SweepArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet implemented")
+#[derive(Debug, clap::Args)]
+pub struct PlotArgs {
+    /// A CSV written by `lab sweep`.
+    #[arg(long)]
+    sweep: PathBuf,
+    /// Where to write sweep.svg and sweep.png (default: beside the CSV).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn plot(args: &PlotArgs) -> anyhow::Result<()> {
+    let reports = read(&args.sweep)?;
+    let out = args
+        .out
+        .clone()
+        .or_else(|| args.sweep.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    draw(&out, &reports)
+}
+
+/// The sweep's rows; a row that does not parse is an error naming the file and line.
+pub fn read(path: &Path) -> anyhow::Result<Vec<LoadReport>> {
+    let mut reader = csv::Reader::from_path(path)
+        .with_context(|| format!("reading the sweep {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| row_error(path, &csv::StringRecord::new(), &e))?
+        .clone();
+    let reports = reader
+        .deserialize::<LoadReport>()
+        .map(|row| row.map_err(|e| row_error(path, &headers, &e)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(
+        !reports.is_empty(),
+        "{}: no rows; expected the CSV `fleetwatch lab sweep` writes",
+        path.display()
+    );
+    Ok(reports)
+}
+
+/// `FILE:LINE: column `name`: what is wrong`.
+fn row_error(path: &Path, headers: &csv::StringRecord, e: &csv::Error) -> anyhow::Error {
+    let what = match e.kind() {
+        csv::ErrorKind::Deserialize { err, .. } => {
+            let column = err
+                .field()
+                .and_then(|f| usize::try_from(f).ok())
+                .and_then(|f| headers.get(f));
+            match column {
+                Some(column) => format!("column `{column}`: {}", err.kind()),
+                None => err.kind().to_string(),
+            }
+        }
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("{len} fields, but the header has {expected_len}"),
+        _ => e.to_string(),
+    };
+    match e.position() {
+        Some(position) => anyhow::anyhow!("{}:{}: {what}", path.display(), position.line()),
+        None => anyhow::anyhow!("{}: {what}", path.display()),
+    }
+}
+
+/// Writes `out`/sweep.svg and `out`/sweep.png.
+fn draw(out: &Path, reports: &[LoadReport]) -> anyhow::Result<()> {
+    let (svg, png) = (out.join("sweep.svg"), out.join("sweep.png"));
+    plot::write_plots(reports, &svg, &png)?;
+    tracing::info!(svg = %svg.display(), png = %png.display(), "plot written");
+    Ok(())
+}
+
+pub async fn run(args: SweepArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let spec = SweepSpec {
+        sizes: args.sizes.clone(),
+        pods_per_node: args.pods_per_node,
+        patterns: args.pattern.clone(),
+        settings: args.settings.settings(),
+        populate_concurrency: args.concurrency.into(),
+    };
+    let mut options = LabOptions::new(&args.dir);
+    options.max_requests_inflight = args.inflight.limits();
+    let plane = ControlPlane::start(options)
+        .await
+        .context("starting the sweep's control plane")?;
+    let started = Instant::now();
+    let csv = Rows::create(&args.out.join("sweep.csv"))?;
+    // The lab's processes are this command's children: stop them however the sweep ends.
+    let swept = tokio::select! {
+        swept = measure(&plane, &spec, &csv) => swept,
+        signal = interrupted() => Err(anyhow::anyhow!(
+            "{signal}: sweep stopped; the runs measured so far are in {}",
+            csv.path.display()
+        )),
+    };
+    plane.stop();
+    let reports = swept?;
+    tracing::info!(
+        runs = reports.len(),
+        elapsed_s = started.elapsed().as_secs(),
+        "sweep done"
+    );
+    tracing::info!(csv = %csv.path.display(), "rows written");
+    draw(&args.out, &reports)?;
+    print!("{}", super::lab_load::table(&reports));
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => "interrupted",
+        _ = terminate.recv() => "terminated",
+    }
+}
+
+/// The sweep's CSV, a row written and flushed as each run ends, so an interrupted sweep keeps
+/// what it measured.
+struct Rows {
+    path: PathBuf,
+    writer: Mutex<csv::Writer<std::fs::File>>,
+}
+
+impl Rows {
+    fn create(path: &Path) -> anyhow::Result<Self> {
+        let writer =
+            csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Rows {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+        })
+    }
+
+    fn append(&self, report: &LoadReport) -> anyhow::Result<()> {
+        let mut writer = self
+            .writer
+            .lock()
+            .map_err(|_| anyhow::anyhow!("CSV writer poisoned"))?;
+        writer.serialize(report)?;
+        writer.flush()?;
+        Ok(())
+    }
+}
+
+/// Runs the sweep with a progress bar over the runs, appending each run to `csv`.
+async fn measure(
+    plane: &ControlPlane,
+    spec: &SweepSpec,
+    csv: &Rows,
+) -> anyhow::Result<Vec<LoadReport>> {
+    let bar = super::lab::progress_bar(0, "")?;
+    let on_progress = |progress: Progress<'_>| match progress {
+        Progress::Growing { nodes, done, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(format!("growing the lab to {nodes} nodes"));
+        }
+        Progress::Running {
+            pattern,
+            nodes,
+            run,
+            runs,
+        } => {
+            bar.set_length(runs as u64);
+            bar.set_position(run as u64 - 1);
+            bar.set_message(format!("run {run}/{runs}: {pattern} at {nodes} nodes"));
+        }
+        Progress::Measured(report) => bar.suspend(|| {
+            tracing::info!(
+                pattern = report.pattern,
+                nodes = report.nodes,
+                cpu_s = format!("{:.2}", report.apiserver_cpu_seconds),
+                p99_ms = report.probe_p99_ms.map(|v| format!("{v:.1}")),
+                "measured"
+            );
+            if let Err(e) = csv.append(report) {
+                tracing::error!("writing {}: {e:#}", csv.path.display());
+            }
+        }),
+    };
+    let reports = sweep::sweep(plane, spec, &on_progress).await;
+    bar.finish_and_clear();
+    Ok(reports?)
 }

@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fleetwatch_client::{Client, Settings, Source, Watch};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::error::{LabError, Result};
@@ -167,38 +168,63 @@ struct Counters {
     errors: AtomicU64,
 }
 
-/// Runs `agents` agents of `pattern` until `duration` has passed.
-pub(crate) async fn drive(
+/// Agents at work until [`Running::stop`].
+pub(crate) struct Running {
+    tasks: JoinSet<()>,
+    counters: Arc<Counters>,
+    stop: watch::Sender<bool>,
+    synced: watch::Receiver<usize>,
+    agents: usize,
+}
+
+/// What each agent gets: where to count, when to stop, and whom to tell it has synced.
+#[derive(Clone)]
+struct Lifeline {
+    counters: Arc<Counters>,
+    stop: watch::Receiver<bool>,
+    synced: Arc<watch::Sender<usize>>,
+}
+
+impl Lifeline {
+    fn synced(&self) {
+        self.synced.send_modify(|n| *n += 1);
+    }
+
+    async fn stopped(&self) {
+        // The sender lives in `Running` until every task has ended.
+        let _ = self.stop.clone().wait_for(|stop| *stop).await;
+    }
+}
+
+/// Starts `agents` agents of `pattern`; they run until stopped.
+pub(crate) async fn start(
     identities: &Identities,
     pattern: Pattern,
     agents: usize,
     spec: &LoadSpec,
-    duration: Duration,
-) -> Result<Outcome> {
-    let deadline = Instant::now() + duration;
+) -> Result<Running> {
     let kubeconfig = identities.kubeconfig(pattern)?.clone();
-    let counters = Arc::new(Counters::default());
+    let (stop, stop_rx) = watch::channel(false);
+    let (synced_tx, synced) = watch::channel(0);
+    let life = Lifeline {
+        counters: Arc::new(Counters::default()),
+        stop: stop_rx,
+        synced: Arc::new(synced_tx),
+    };
     let mut tasks = JoinSet::new();
-    match pattern {
-        Pattern::Idle => tokio::time::sleep_until(deadline.into()).await,
+    let expected = match pattern {
+        Pattern::Idle => 0,
         Pattern::NaiveList | Pattern::NaiveListNode => {
             for agent in 0..agents {
                 let node = (pattern == Pattern::NaiveListNode)
                     .then(|| node_name(agent % spec.nodes.max(1)));
                 let client = naive_client(&kubeconfig, pattern).await?;
                 // Spread the agents over the interval, as real nodes are not in lock-step either.
-                let offset = spec
-                    .list_interval
-                    .mul_f64(agent as f64 / agents.max(1) as f64);
-                tasks.spawn(naive_agent(
-                    client,
-                    node,
-                    offset,
-                    spec.list_interval,
-                    deadline,
-                    counters.clone(),
-                ));
+                let interval = spec.settings.list_interval;
+                let offset = interval.mul_f64(agent as f64 / agents.max(1) as f64);
+                tasks.spawn(naive_agent(client, node, offset, interval, life.clone()));
             }
+            agents
         }
         Pattern::WatchAll | Pattern::WatchNode => {
             let by_node = pattern == Pattern::WatchNode;
@@ -209,19 +235,43 @@ pub(crate) async fn drive(
                 .await?;
             for (agent, client) in clients.into_iter().enumerate() {
                 let node = by_node.then(|| node_name(agent % spec.nodes.max(1)));
-                tasks.spawn(watching_agent(client, node, deadline, counters.clone()));
+                tasks.spawn(watching_agent(client, node, life.clone()));
             }
+            agents
         }
         Pattern::Fleetwatch => {
             let client = budgeted(&kubeconfig, pattern).await?;
-            tasks.spawn(collector(client, deadline, counters.clone()));
+            tasks.spawn(collector(client, life.clone()));
+            1
+        }
+    };
+    Ok(Running {
+        tasks,
+        counters: life.counters,
+        stop,
+        synced,
+        agents: expected,
+    })
+}
+
+impl Running {
+    /// Waits until every agent has its first complete view of the pods (naive agents have
+    /// nothing to sync), for at most `timeout`; whether they all got there.
+    pub(crate) async fn synced(&mut self, timeout: Duration) -> bool {
+        let agents = self.agents;
+        let all = self.synced.wait_for(|n| *n >= agents);
+        matches!(tokio::time::timeout(timeout, all).await, Ok(Ok(_)))
+    }
+
+    /// Stops every agent and says what they did.
+    pub(crate) async fn stop(mut self) -> Outcome {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        Outcome {
+            requests: self.counters.requests.load(Ordering::Relaxed),
+            errors: self.counters.errors.load(Ordering::Relaxed),
         }
     }
-    while tasks.join_next().await.is_some() {}
-    Ok(Outcome {
-        requests: counters.requests.load(Ordering::Relaxed),
-        errors: counters.errors.load(Ordering::Relaxed),
-    })
 }
 
 /// A plain kube client: the incident's agents had no budget. Lab-only.
@@ -248,8 +298,7 @@ async fn naive_agent(
     node: Option<String>,
     offset: Duration,
     interval: Duration,
-    deadline: Instant,
-    counters: Arc<Counters>,
+    life: Lifeline,
 ) {
     let params = match &node {
         Some(node) => ListParams::default().fields(&format!("spec.nodeName={node}")),
@@ -258,21 +307,23 @@ async fn naive_agent(
     // The response is read whole but not decoded: the API server's cost is the same, and
     // decoding here would compete with it for the lab machine's cores.
     let Ok(request) = kube::core::Request::new("/api/v1/pods").list(&params) else {
-        counters.errors.fetch_add(1, Ordering::Relaxed);
+        life.counters.errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
+    life.synced();
     let start = tokio::time::Instant::now() + offset;
     let mut ticks = tokio::time::interval_at(start, interval);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            () = tokio::time::sleep_until(deadline.into()) => return,
+            () = life.stopped() => return,
         }
-        counters.requests.fetch_add(1, Ordering::Relaxed);
-        let listed =
-            tokio::time::timeout_at(deadline.into(), client.request_text(request.clone())).await;
-        if matches!(listed, Ok(Err(_))) {
-            counters.errors.fetch_add(1, Ordering::Relaxed);
+        life.counters.requests.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            listed = client.request_text(request.clone()) => if listed.is_err() {
+                life.counters.errors.fetch_add(1, Ordering::Relaxed);
+            },
+            () = life.stopped() => return,
         }
     }
 }
@@ -282,53 +333,56 @@ fn pod_node(pod: &Pod) -> Option<String> {
     pod.spec.as_ref().and_then(|s| s.node_name.clone())
 }
 
-async fn watching_agent(
-    client: Client,
-    node: Option<String>,
-    deadline: Instant,
-    counters: Arc<Counters>,
-) {
+async fn watching_agent(client: Client, node: Option<String>, life: Lifeline) {
     let watch = match node {
         Some(node) => Watch::<Pod>::all().fields(format!("spec.nodeName={node}")),
         None => Watch::<Pod>::all(),
     };
-    match client.informer(watch, pod_node) {
-        Ok(informer) => {
-            tokio::time::sleep_until(deadline.into()).await;
-            counters
-                .requests
-                .fetch_add(informer.stats().lists, Ordering::Relaxed);
-        }
-        Err(_) => {
-            counters.errors.fetch_add(1, Ordering::Relaxed);
-        }
+    let Ok(informer) = client.informer(watch, pod_node) else {
+        life.counters.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    tokio::select! {
+        () = informer.ready() => life.synced(),
+        () = life.stopped() => {}
     }
+    life.stopped().await;
+    let lists = informer.stats().lists;
+    life.counters.requests.fetch_add(lists, Ordering::Relaxed);
 }
 
 /// The collector's access pattern: informers on nodes and pods, `/metrics` every 30 s.
-async fn collector(client: Client, deadline: Instant, counters: Arc<Counters>) {
+async fn collector(client: Client, life: Lifeline) {
     let informers = (
         client.informer(Watch::<Node>::all(), |n: &Node| n.metadata.name.clone()),
         client.informer(Watch::<Pod>::all(), pod_node),
     );
     let (Ok(nodes), Ok(pods)) = informers else {
-        counters.errors.fetch_add(1, Ordering::Relaxed);
+        life.counters.errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let mut scrapes = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            _ = scrapes.tick() => {}
-            () = tokio::time::sleep_until(deadline.into()) => break,
+    let synced = async {
+        tokio::join!(nodes.ready(), pods.ready());
+        life.synced();
+        std::future::pending::<()>().await
+    };
+    let scrapes = async {
+        let mut ticks = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            ticks.tick().await;
+            life.counters.requests.fetch_add(1, Ordering::Relaxed);
+            if client.scrape("/metrics").await.is_err() {
+                life.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        counters.requests.fetch_add(1, Ordering::Relaxed);
-        if client.scrape("/metrics").await.is_err() {
-            counters.errors.fetch_add(1, Ordering::Relaxed);
-        }
+    };
+    tokio::select! {
+        () = synced => {}
+        () = scrapes => {}
+        () = life.stopped() => {}
     }
-    counters
-        .requests
-        .fetch_add(nodes.stats().lists + pods.stats().lists, Ordering::Relaxed);
+    let lists = nodes.stats().lists + pods.stats().lists;
+    life.counters.requests.fetch_add(lists, Ordering::Relaxed);
 }
 
 /// Creates and deletes pods at a steady rate in namespace `lab-churn` until stopped.

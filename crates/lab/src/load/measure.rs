@@ -66,8 +66,14 @@ impl Snapshot {
                 &[("resource", "pods"), ("verb", "LIST")],
             ),
             watch_events: sum("apiserver_watch_events_total", &[]),
-            seats_sum: sum("apiserver_flowcontrol_work_estimated_seats_sum", AGENT_LEVEL),
-            seats_count: sum("apiserver_flowcontrol_work_estimated_seats_count", AGENT_LEVEL),
+            seats_sum: sum(
+                "apiserver_flowcontrol_work_estimated_seats_sum",
+                AGENT_LEVEL,
+            ),
+            seats_count: sum(
+                "apiserver_flowcontrol_work_estimated_seats_count",
+                AGENT_LEVEL,
+            ),
         })
     }
 }
@@ -135,10 +141,12 @@ impl Metrics {
     /// Parses `text`; text that does not parse reads as no samples (every sum is 0).
     pub fn parse(text: &str) -> Self {
         let lines = text.lines().map(|l| Ok(l.to_owned()));
-        Metrics(prometheus_parse::Scrape::parse(lines).unwrap_or(prometheus_parse::Scrape {
-            docs: Default::default(),
-            samples: Vec::new(),
-        }))
+        Metrics(
+            prometheus_parse::Scrape::parse(lines).unwrap_or(prometheus_parse::Scrape {
+                docs: Default::default(),
+                samples: Vec::new(),
+            }),
+        )
     }
 
     /// The sum of all samples of counter or gauge `name` whose labels include `labels`.
@@ -210,14 +218,21 @@ impl Sampler {
 }
 
 /// What one run cost; the row of `lab load`'s table and of `lab sweep`'s CSV.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LoadReport {
     pub pattern: String,
     pub nodes: usize,
     pub pods: usize,
     pub agents: usize,
+    /// The whole run: start-up, then the steady part of the run's set duration.
     pub seconds: f64,
-    /// kube-apiserver CPU seconds during the run, from `/proc`.
+    /// Start-up: from starting the agents until every one had its first complete view of the
+    /// pods (`startup_synced`), or until the run's set duration passed if some never did; and
+    /// the API-server CPU seconds in that time (included in `apiserver_cpu_seconds`).
+    pub startup_seconds: f64,
+    pub startup_synced: bool,
+    pub startup_apiserver_cpu_seconds: f64,
+    /// kube-apiserver CPU seconds during the whole run, from `/proc`.
     pub apiserver_cpu_seconds: f64,
     /// The same from the API server's `process_cpu_seconds_total` (cross-check).
     pub apiserver_cpu_seconds_reported: f64,
@@ -254,17 +269,29 @@ pub struct LoadReport {
     pub probe_ms: Vec<f64>,
 }
 
+/// The agents' start-up: until every agent had synced (or the run's duration passed).
+#[derive(Debug)]
+pub(crate) struct Startup {
+    pub seconds: f64,
+    pub synced: bool,
+    pub snapshot: Snapshot,
+}
+
+/// Everything a run measured, for [`LoadReport::new`].
+pub(crate) struct Run<'a> {
+    pub agents: usize,
+    pub seconds: f64,
+    pub before: &'a Snapshot,
+    pub startup: &'a Startup,
+    pub after: &'a Snapshot,
+    pub samples: &'a Samples,
+    pub outcome: &'a Outcome,
+}
+
 impl LoadReport {
-    pub(crate) fn new(
-        spec: &LoadSpec,
-        agents: usize,
-        duration: Duration,
-        before: &Snapshot,
-        after: &Snapshot,
-        samples: &Samples,
-        outcome: &Outcome,
-    ) -> Self {
-        let seconds = duration.as_secs_f64();
+    pub(crate) fn new(spec: &LoadSpec, run: &Run<'_>) -> Self {
+        let (before, after, samples) = (run.before, run.after, run.samples);
+        let seconds = run.seconds;
         let cpu = after.apiserver_cpu - before.apiserver_cpu;
         let mut sorted = samples.probe_ms.clone();
         sorted.sort_by(f64::total_cmp);
@@ -272,8 +299,12 @@ impl LoadReport {
             pattern: spec.pattern.to_string(),
             nodes: spec.nodes,
             pods: spec.pods,
-            agents,
+            agents: run.agents,
             seconds,
+            startup_seconds: run.startup.seconds,
+            startup_synced: run.startup.synced,
+            startup_apiserver_cpu_seconds: run.startup.snapshot.apiserver_cpu
+                - before.apiserver_cpu,
             apiserver_cpu_seconds: cpu,
             apiserver_cpu_seconds_reported: after.metrics_cpu - before.metrics_cpu,
             apiserver_cpu_ms_per_node_second: cpu * 1e3
@@ -286,7 +317,9 @@ impl LoadReport {
             throttled_429: count(after.throttled - before.throttled),
             pod_lists: count(after.pod_lists - before.pod_lists),
             pods_listed: count(after.pods_listed - before.pods_listed),
-            pods_listed_from_etcd: count(after.pods_listed_from_etcd - before.pods_listed_from_etcd),
+            pods_listed_from_etcd: count(
+                after.pods_listed_from_etcd - before.pods_listed_from_etcd,
+            ),
             pod_list_seconds: (after.pod_list_seconds - before.pod_list_seconds).max(0.0),
             watch_events_sent: count(after.watch_events - before.watch_events),
             agent_level_seats: (after.seats_sum - before.seats_sum).max(0.0),
@@ -295,10 +328,16 @@ impl LoadReport {
             probe_p99_ms: percentile(&sorted, 0.99),
             probe_samples: sorted.len(),
             probe_errors: samples.probe_errors,
-            agent_requests: outcome.requests,
-            agent_errors: outcome.errors,
+            agent_requests: run.outcome.requests,
+            agent_errors: run.outcome.errors,
             probe_ms: samples.probe_ms.clone(),
         }
+    }
+
+    /// API-server CPU cores after start-up: what the pattern costs for as long as it runs.
+    pub fn steady_cores(&self) -> f64 {
+        let seconds = self.seconds - self.startup_seconds;
+        (self.apiserver_cpu_seconds - self.startup_apiserver_cpu_seconds) / seconds.max(1e-9)
     }
 }
 

@@ -13,8 +13,9 @@
 mod agents;
 pub mod measure;
 pub mod plot;
+pub mod sweep;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -39,6 +40,13 @@ pub struct LoadSpec {
     /// Nodes and pods in the cluster (for per-node figures and the agents' node names).
     pub nodes: usize,
     pub pods: usize,
+    #[serde(flatten)]
+    pub settings: LoadSettings,
+}
+
+/// How every run of a `lab load` or `lab sweep` goes, whatever its pattern and size.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadSettings {
     /// How long the load runs (capped at [`MAX_DURATION`]).
     pub duration: Duration,
     /// How often each `naive-*` agent lists (the incident's agents listed on a timer).
@@ -69,20 +77,86 @@ pub async fn cluster_size(plane: &ControlPlane) -> Result<(usize, usize)> {
     Ok((nodes, pods))
 }
 
-/// Runs `spec` against `plane` and reports what the API server paid.
+/// Runs `spec` against `plane` and reports what the API server paid: from the agents' start
+/// until all have synced (at most the run's duration; only watchers have anything to sync), then
+/// for the run's duration in steady state.
 pub async fn run(plane: &ControlPlane, spec: &LoadSpec) -> Result<LoadReport> {
-    let duration = spec.duration.min(MAX_DURATION);
+    let duration = spec.settings.duration.min(MAX_DURATION);
     let agents = spec.agents.min(MAX_AGENTS);
     let identities = agents::Identities::prepare(plane).await?;
     let before = measure::Snapshot::take(plane).await?;
-    let sampler = measure::Sampler::start(plane, spec.probe_interval, &identities).await?;
-    let churn = agents::churn(plane, spec.nodes, spec.churn_per_second, duration).await?;
-    let outcome = agents::drive(&identities, spec.pattern, agents, spec, duration).await;
+    let sampler = measure::Sampler::start(plane, spec.settings.probe_interval, &identities).await?;
+    let churn = agents::churn(
+        plane,
+        spec.nodes,
+        spec.settings.churn_per_second,
+        2 * duration,
+    );
+    let churn = churn.await?;
+    let started = Instant::now();
+    let driven = drive(plane, &identities, spec, agents, duration).await;
     churn.stop().await;
     let samples = sampler.stop().await;
+    let seconds = started.elapsed().as_secs_f64();
+    let (startup, outcome) = driven?;
     let after = measure::Snapshot::take(plane).await?;
-    let outcome = outcome?;
-    Ok(LoadReport::new(
-        spec, agents, duration, &before, &after, &samples, &outcome,
-    ))
+    let run = measure::Run {
+        agents,
+        seconds,
+        before: &before,
+        startup: &startup,
+        after: &after,
+        samples: &samples,
+        outcome: &outcome,
+    };
+    Ok(LoadReport::new(spec, &run))
 }
+
+/// Starts the agents, waits for them to sync, lets them run for `duration` and stops them.
+async fn drive(
+    plane: &ControlPlane,
+    identities: &agents::Identities,
+    spec: &LoadSpec,
+    agents: usize,
+    duration: Duration,
+) -> Result<(measure::Startup, agents::Outcome)> {
+    let started = Instant::now();
+    let mut running = agents::start(identities, spec.pattern, agents, spec).await?;
+    let synced = running.synced(duration).await;
+    let startup = measure::Startup {
+        seconds: started.elapsed().as_secs_f64(),
+        synced,
+        snapshot: measure::Snapshot::take(plane).await?,
+    };
+    tokio::time::sleep(duration).await;
+    Ok((startup, running.stop().await))
+}
+
+/// Waits until the API server is quiet again after a run (requests the last run left in flight
+/// finish, Go's GC catches up), so one run's tail is not billed to the next: until its CPU over
+/// a second is below [`QUIET_CORES`], for at most [`QUIET_WAIT`].
+pub async fn quiesce(plane: &ControlPlane) -> Result<()> {
+    let pid = plane
+        .pid("kube-apiserver")
+        .ok_or_else(|| crate::LabError::Client("the lab has no kube-apiserver".to_owned()))?;
+    let deadline = tokio::time::Instant::now() + QUIET_WAIT;
+    let mut last = measure::cpu_seconds(pid)?;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = measure::cpu_seconds(pid)?;
+        if now - last < QUIET_CORES {
+            return Ok(());
+        }
+        last = now;
+    }
+    tracing::warn!(
+        "the API server was still busy {}s after the run; the next run starts anyway",
+        QUIET_WAIT.as_secs()
+    );
+    Ok(())
+}
+
+/// CPU cores below which the API server counts as quiet.
+const QUIET_CORES: f64 = 0.2;
+/// The longest [`quiesce`] waits.
+const QUIET_WAIT: Duration = Duration::from_secs(30);
