@@ -62,6 +62,9 @@ pub struct Measurement {
     /// for (LISTs and everything else in that level, e.g. the probe's GETs).
     pub agent_level_seats: f64,
     pub agent_level_requests: u64,
+    /// Requests the API server rejected with 429; in `naive-list` runs, the agents' LISTs
+    /// (APF estimated their seats before rejecting them).
+    pub throttled_429: u64,
 }
 
 /// The fitted calibration and how each coefficient came out.
@@ -328,6 +331,13 @@ impl Net {
 /// Less than one count net of idle in every run: the counter did not move.
 const NOT_MOVED: f64 = 0.5;
 
+/// A fitted coefficient whose standard error exceeds this share of its value is not identified
+/// by the runs (it mostly absorbs noise): it keeps its base value.
+const MAX_RELATIVE_STANDARD_ERROR: f64 = 0.5;
+
+/// A single-variable fit explaining less of the variance than this is not a measurement.
+const MIN_R_SQUARED: f64 = 0.5;
+
 /// The CPU fit: non-negative least squares of net CPU on net lists, objects listed from the
 /// watch cache and from etcd, and watch events, each run weighted by 1 / its total CPU.
 fn fit_cpu(net: &[Net], base: &Calibration) -> [Coefficient; 4] {
@@ -481,6 +491,7 @@ fn fit_cpu(net: &[Net], base: &Calibration) -> [Coefficient; 4] {
     );
     let relative_rms = relative_rms(&residuals, &y);
     let r_squared = r_squared(&residuals, &y);
+    let counters = columns.each_ref().map(|c| c.counter);
     let mut out = columns.map(|c| Coefficient {
         key: c.key,
         base: c.base,
@@ -499,6 +510,17 @@ fn fit_cpu(net: &[Net], base: &Calibration) -> [Coefficient; 4] {
                     .iter()
                     .position(|&f| f == j)
                     .and_then(|p| errors.as_ref().map(|e| e[p] / x));
+                if let Some(se) = se.filter(|&se| se > MAX_RELATIVE_STANDARD_ERROR) {
+                    coefficient.outcome = Outcome::NotMeasured {
+                        reason: format!(
+                            "the runs leave it uncertain (±{}% standard error over {runs} \
+                             runs; few of them move `{}`)",
+                            percent(se),
+                            counters[j]
+                        ),
+                    };
+                    continue;
+                }
                 measured(
                     x / scales[j],
                     Quality {
@@ -550,6 +572,13 @@ fn fit_listed_memory(net: &[Net], base: &Calibration) -> Coefficient {
         return not_measured(format!(
             "net peak RSS does not grow with the objects of LISTs in flight over these {runs} \
              runs (slope {})",
+            sci(slope)
+        ));
+    }
+    if let Some(r_squared) = quality.r_squared.filter(|&r2| r2 < MIN_R_SQUARED) {
+        return not_measured(format!(
+            "net peak RSS does not follow the objects of LISTs in flight over these {runs} runs \
+             (R² {r_squared:.2}; the slope would be {} bytes per object)",
             sci(slope)
         ));
     }
@@ -635,11 +664,13 @@ fn fit_seats(measurements: &[Measurement], base: &Calibration) -> [Coefficient; 
         .iter()
         .filter(|m| m.pattern == NAIVE_LIST && m.pod_lists > 0)
         .map(|m| {
-            let lists = m.pod_lists as f64;
-            let others = m.agent_level_requests.saturating_sub(m.pod_lists) as f64;
+            // APF estimates a LIST's seats before it queues or rejects it, so rejected LISTs
+            // count as LISTs here (each asked for every pod).
+            let attempts = m.pod_lists + m.throttled_429;
+            let others = m.agent_level_requests.saturating_sub(attempts) as f64;
             (
-                m.pods_listed as f64 / lists,
-                (m.agent_level_seats - others) / lists,
+                m.pods_listed as f64 / m.pod_lists as f64,
+                (m.agent_level_seats - others) / attempts as f64,
             )
         })
         .filter(|&(o, s)| o.is_finite() && s.is_finite() && s > 0.0)
@@ -1252,6 +1283,7 @@ mod tests {
                     watch_events_sent: (events + churn_events).round() as u64,
                     agent_level_seats: probe + lists * seats_per_list,
                     agent_level_requests: (probe + lists).round() as u64,
+                    throttled_429: 0,
                 });
             }
         }
@@ -1417,6 +1449,23 @@ mod tests {
     }
 
     #[test]
+    fn rejected_lists_count_with_the_seats_apf_estimated_for_them() {
+        let truth = Truth {
+            max_seats: 8.0,
+            ..Truth::default()
+        };
+        let mut runs = synthetic(&truth, &Sweep::default());
+        for run in runs.iter_mut().filter(|m| m.pattern == NAIVE_LIST) {
+            // 200 more LISTs, estimated at the cap, then rejected with 429.
+            run.throttled_429 = 200;
+            run.agent_level_requests += 200;
+            run.agent_level_seats += 200.0 * truth.max_seats;
+        }
+        let fitted = fit(&runs, DEFAULT_TOML, "test").expect("fit");
+        assert_close(&fitted, "apf.max_seats_per_request", 8.0, 0.0);
+    }
+
+    #[test]
     fn without_a_capped_list_the_cap_is_not_measured() {
         let sweep = Sweep {
             sizes: vec![5, 10, 20],
@@ -1429,7 +1478,7 @@ mod tests {
             matches!(&max.outcome, Outcome::NotMeasured { reason } if reason.contains(clearly)),
             "{max:?}"
         );
-        assert_eq!(fitted.calibration.apf.max_seats_per_request, 10.0);
+        assert_eq!(fitted.calibration.apf.max_seats_per_request, max.base);
         assert!(matches!(
             coefficient(&fitted, "apf.objects_per_list_seat").outcome,
             Outcome::Measured { .. }
@@ -1491,9 +1540,10 @@ mod tests {
         let parsed = Calibration::parse("out", &fitted.toml).expect("output parses");
         assert_eq!(parsed, fitted.calibration);
         assert_eq!(parsed.source, source);
+        // (A base's own `# measured:` lines are replaced where the key is fitted again.)
         for line in DEFAULT_TOML
             .lines()
-            .filter(|l| l.trim_start().starts_with('#'))
+            .filter(|l| l.trim_start().starts_with('#') && !l.starts_with(MEASURED))
         {
             assert!(fitted.toml.contains(line), "lost comment line {line:?}");
         }

@@ -113,6 +113,7 @@ fn measurement(r: &LoadReport) -> Measurement {
         watch_events_sent: r.watch_events_sent,
         agent_level_seats: r.agent_level_seats,
         agent_level_requests: r.agent_level_requests,
+        throttled_429: r.throttled_429,
     }
 }
 
