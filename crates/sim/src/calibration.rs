@@ -1,7 +1,8 @@
 //! The cost model's coefficients, from a versioned TOML file (`format_version = 1`).
 //!
 //! The built-in file (`calibration.toml` beside this module) documents every key and its unit.
-//! The load lab will replace its plausible defaults with values measured on a real API server.
+//! Its CPU, watch-cache memory and APF-seat coefficients were measured on a real API server by
+//! `fleetwatch lab calibrate` (see `crate::fit`); the file says which keys are measured.
 
 use serde::{Deserialize, Serialize};
 
