@@ -19,6 +19,19 @@ const PODS_PER_NODE: usize = 30;
 /// 2026-01-02T03:04:05Z.
 const EPOCH: &str = "1767323045";
 
+/// `fleetwatch lab calibrate --sweep SWEEP` with `more` flags and paths.
+fn calibrate(sweep: &Path, more: &[(&str, &Path)]) -> Output {
+    let mut args = vec!["lab", "calibrate", "--sweep", path(sweep)];
+    for (flag, value) in more {
+        args.extend([*flag, path(value)]);
+    }
+    fleetwatch(&args)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
 fn fleetwatch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fleetwatch"))
         .args(args)
@@ -119,14 +132,7 @@ fn a_sweep_gives_back_the_costs_it_was_made_from() {
     let sweep = tmp.path().join("sweep.csv");
     let out = tmp.path().join("calibration.toml");
     write_sweep(&sweep);
-    let run = fleetwatch(&[
-        "lab",
-        "calibrate",
-        "--sweep",
-        sweep.to_str().expect("utf-8 path"),
-        "--out",
-        out.to_str().expect("utf-8 path"),
-    ]);
+    let run = calibrate(&sweep, &[("--out", &out)]);
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "failed: {stderr}");
@@ -206,14 +212,7 @@ fn without_out_the_calibration_goes_to_stdout_and_the_report_to_stderr() {
         "# A comment only this base has.\nrestart_seconds = 45.0",
     );
     std::fs::write(&base, base_text).expect("write base");
-    let run = fleetwatch(&[
-        "lab",
-        "calibrate",
-        "--sweep",
-        sweep.to_str().expect("utf-8 path"),
-        "--base",
-        base.to_str().expect("utf-8 path"),
-    ]);
+    let run = calibrate(&sweep, &[("--base", &base)]);
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "failed: {stderr}");
@@ -248,12 +247,7 @@ fn a_malformed_row_names_the_file_and_line() {
     let short = lines[5].rsplit_once(',').expect("fields").0.to_owned();
     std::fs::write(&sweep, lines.join("\n") + "\n").expect("write broken sweep");
 
-    let run = fleetwatch(&[
-        "lab",
-        "calibrate",
-        "--sweep",
-        sweep.to_str().expect("utf-8 path"),
-    ]);
+    let run = calibrate(&sweep, &[]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success(), "a broken sweep must fail");
     assert!(run.stdout.is_empty(), "no calibration on failure");
@@ -265,12 +259,7 @@ fn a_malformed_row_names_the_file_and_line() {
     lines[3] = text.lines().nth(3).expect("line 4").to_owned();
     lines[5] = short;
     std::fs::write(&sweep, lines.join("\n") + "\n").expect("write broken sweep");
-    let run = fleetwatch(&[
-        "lab",
-        "calibrate",
-        "--sweep",
-        sweep.to_str().expect("utf-8 path"),
-    ]);
+    let run = calibrate(&sweep, &[]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(stderr.contains("broken-sweep.csv:6: "), "{stderr}");
@@ -285,12 +274,7 @@ fn a_sweep_without_idle_runs_says_what_is_missing() {
     writer.serialize(report("naive-list", 50)).expect("row");
     writer.serialize(report("naive-list", 100)).expect("row");
     writer.flush().expect("flush");
-    let run = fleetwatch(&[
-        "lab",
-        "calibrate",
-        "--sweep",
-        sweep.to_str().expect("utf-8 path"),
-    ]);
+    let run = calibrate(&sweep, &[]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(

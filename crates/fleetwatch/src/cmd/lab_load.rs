@@ -30,7 +30,8 @@ pub struct LoadArgs {
 /// How each run goes; shared by `lab load` and `lab sweep`.
 #[derive(Debug, clap::Args)]
 pub struct SettingsArgs {
-    /// How long each run lasts (at most 600 s); the load stops by itself.
+    /// How long each run's steady state lasts (at most 600 s), after the agents' start-up, which
+    /// may take as long again; the load stops by itself.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     max_duration: Duration,
     /// How often each naive-* agent LISTs pods.

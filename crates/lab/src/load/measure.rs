@@ -21,8 +21,10 @@ use crate::plane::ControlPlane;
 use crate::populate::node_name;
 
 /// Counters read before and after a run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Snapshot {
+    /// When the process counters were read.
+    pub(crate) at: Instant,
     apiserver_cpu: f64,
     etcd_cpu: f64,
     apiserver_written: u64,
@@ -43,6 +45,11 @@ impl Snapshot {
     pub(crate) async fn take(plane: &ControlPlane) -> Result<Self> {
         let apiserver = pid_of(plane, "kube-apiserver")?;
         let etcd = pid_of(plane, "etcd")?;
+        // The process counters first, at one instant: under load the scrape below can take
+        // seconds, which must not blur where a window starts or ends.
+        let (apiserver_cpu, etcd_cpu) = (cpu_seconds(apiserver)?, cpu_seconds(etcd)?);
+        let apiserver_written = written_bytes(apiserver)?;
+        let at = Instant::now();
         let admin = plane.admin_client().await?;
         let request = http::Request::get("/metrics")
             .body(Vec::new())
@@ -50,9 +57,10 @@ impl Snapshot {
         let metrics = Metrics::parse(&admin.request_text(request).await?);
         let sum = |name: &str, labels: &[(&str, &str)]| metrics.sum(name, labels);
         Ok(Snapshot {
-            apiserver_cpu: cpu_seconds(apiserver)?,
-            etcd_cpu: cpu_seconds(etcd)?,
-            apiserver_written: written_bytes(apiserver)?,
+            at,
+            apiserver_cpu,
+            etcd_cpu,
+            apiserver_written,
             metrics_cpu: sum("process_cpu_seconds_total", &[]),
             throttled: sum("apiserver_request_total", &[("code", "429")]),
             pod_lists: sum("apiserver_storage_list_total", PODS),
@@ -272,7 +280,6 @@ pub struct LoadReport {
 /// The agents' start-up: until every agent had synced (or the run's duration passed).
 #[derive(Debug)]
 pub(crate) struct Startup {
-    pub seconds: f64,
     pub synced: bool,
     pub snapshot: Snapshot,
 }
@@ -280,7 +287,6 @@ pub(crate) struct Startup {
 /// Everything a run measured, for [`LoadReport::new`].
 pub(crate) struct Run<'a> {
     pub agents: usize,
-    pub seconds: f64,
     pub before: &'a Snapshot,
     pub startup: &'a Startup,
     pub after: &'a Snapshot,
@@ -291,7 +297,7 @@ pub(crate) struct Run<'a> {
 impl LoadReport {
     pub(crate) fn new(spec: &LoadSpec, run: &Run<'_>) -> Self {
         let (before, after, samples) = (run.before, run.after, run.samples);
-        let seconds = run.seconds;
+        let seconds = after.at.duration_since(before.at).as_secs_f64();
         let cpu = after.apiserver_cpu - before.apiserver_cpu;
         let mut sorted = samples.probe_ms.clone();
         sorted.sort_by(f64::total_cmp);
@@ -301,7 +307,12 @@ impl LoadReport {
             pods: spec.pods,
             agents: run.agents,
             seconds,
-            startup_seconds: run.startup.seconds,
+            startup_seconds: run
+                .startup
+                .snapshot
+                .at
+                .duration_since(before.at)
+                .as_secs_f64(),
             startup_synced: run.startup.synced,
             startup_apiserver_cpu_seconds: run.startup.snapshot.apiserver_cpu
                 - before.apiserver_cpu,

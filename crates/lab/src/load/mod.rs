@@ -4,7 +4,9 @@
 //! tasks in this process, each with its own connection and identity — for a bounded time, while
 //! [`measure`] samples what the API server and etcd pay (CPU from `/proc`, cross-checked with
 //! `process_cpu_seconds_total`; peak RSS; bytes written; 429s) and a probe client times
-//! single-object GETs, which is what everyone else sees.
+//! single-object GETs, which is what everyone else sees. A run reports its start-up (until every
+//! agent has synced) apart from its steady state. [`sweep`] runs every pattern at growing cluster
+//! sizes in one lab; [`plot`] draws the result.
 //!
 //! The `naive-*` patterns reproduce the incident and deliberately bypass the budgeted client:
 //! that code lives here and nowhere else. Everything else goes through `fleetwatch-client`.
@@ -15,7 +17,7 @@ pub mod measure;
 pub mod plot;
 pub mod sweep;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -25,7 +27,8 @@ use crate::plane::ControlPlane;
 pub use agents::Pattern;
 pub use measure::LoadReport;
 
-/// No run lasts longer than this, whatever is asked.
+/// No run's steady state lasts longer than this, whatever is asked; its start-up is bounded by
+/// the run's duration too, so a run ends within twice this.
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
 /// No run emulates more agents than this.
 pub const MAX_AGENTS: usize = 5_000;
@@ -47,7 +50,8 @@ pub struct LoadSpec {
 /// How every run of a `lab load` or `lab sweep` goes, whatever its pattern and size.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadSettings {
-    /// How long the load runs (capped at [`MAX_DURATION`]).
+    /// How long the steady state runs (capped at [`MAX_DURATION`]); start-up may take as long
+    /// again.
     pub duration: Duration,
     /// How often each `naive-*` agent lists (the incident's agents listed on a timer).
     pub list_interval: Duration,
@@ -84,8 +88,9 @@ pub async fn run(plane: &ControlPlane, spec: &LoadSpec) -> Result<LoadReport> {
     let duration = spec.settings.duration.min(MAX_DURATION);
     let agents = spec.agents.min(MAX_AGENTS);
     let identities = agents::Identities::prepare(plane).await?;
+    // Every figure of the run covers the window from `before` to `after`.
     let before = measure::Snapshot::take(plane).await?;
-    let sampler = measure::Sampler::start(plane, spec.settings.probe_interval, &identities).await?;
+    // Churn first: it ends by itself (after twice the duration) if what follows fails.
     let churn = agents::churn(
         plane,
         spec.nodes,
@@ -93,16 +98,14 @@ pub async fn run(plane: &ControlPlane, spec: &LoadSpec) -> Result<LoadReport> {
         2 * duration,
     );
     let churn = churn.await?;
-    let started = Instant::now();
+    let sampler = measure::Sampler::start(plane, spec.settings.probe_interval, &identities).await?;
     let driven = drive(plane, &identities, spec, agents, duration).await;
     churn.stop().await;
     let samples = sampler.stop().await;
-    let seconds = started.elapsed().as_secs_f64();
-    let (startup, outcome) = driven?;
-    let after = measure::Snapshot::take(plane).await?;
+    let after = measure::Snapshot::take(plane).await;
+    let ((startup, outcome), after) = (driven?, after?);
     let run = measure::Run {
         agents,
-        seconds,
         before: &before,
         startup: &startup,
         after: &after,
@@ -120,11 +123,9 @@ async fn drive(
     agents: usize,
     duration: Duration,
 ) -> Result<(measure::Startup, agents::Outcome)> {
-    let started = Instant::now();
     let mut running = agents::start(identities, spec.pattern, agents, spec).await?;
     let synced = running.synced(duration).await;
     let startup = measure::Startup {
-        seconds: started.elapsed().as_secs_f64(),
         synced,
         snapshot: measure::Snapshot::take(plane).await?,
     };

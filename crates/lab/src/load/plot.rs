@@ -1,8 +1,8 @@
 //! The sweep's plot: API-server CPU and probe p99 against cluster size, one line per pattern.
 //!
 //! [`write_plots`] draws one figure twice, to an SVG and to a PNG: two log–log panels side by
-//! side (API-server CPU in cores; the probe's GET p99 in ms, with the 1 s objective dashed
-//! across it) and a legend giving each pattern the same colour in both.
+//! side (API-server CPU after start-up, in cores; the probe's GET p99 in ms, with the 1 s
+//! objective dashed across it) and a legend giving each pattern the same colour in both.
 //!
 //! Fonts: the PNG's text is rasterised by plotters' pure-Rust `ab_glyph` feature from a font
 //! compiled into the binary, so it renders on a machine without any system font, fontconfig or
