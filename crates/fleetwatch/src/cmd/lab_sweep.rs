@@ -119,13 +119,13 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<()> {
         settings: args.settings.settings(),
         populate_concurrency: args.concurrency.into(),
     };
+    let csv = Rows::create(&args.out.join("sweep.csv"))?;
     let mut options = LabOptions::new(&args.dir);
     options.max_requests_inflight = args.inflight.limits();
     let plane = ControlPlane::start(options)
         .await
         .context("starting the sweep's control plane")?;
     let started = Instant::now();
-    let csv = Rows::create(&args.out.join("sweep.csv"))?;
     // The lab's processes are this command's children: stop them however the sweep ends.
     let swept = tokio::select! {
         swept = measure(&plane, &spec, &csv) => swept,
