@@ -89,7 +89,7 @@ impl Snapshot {
 const PODS: &[(&str, &str)] = &[("resource", "pods")];
 const AGENT_LEVEL: &[(&str, &str)] = &[("priority_level", "global-default")];
 
-fn pid_of(plane: &ControlPlane, name: &str) -> Result<u32> {
+pub(crate) fn pid_of(plane: &ControlPlane, name: &str) -> Result<u32> {
     plane
         .pid(name)
         .ok_or_else(|| LabError::Client(format!("the lab has no {name} process")))

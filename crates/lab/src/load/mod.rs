@@ -137,9 +137,7 @@ async fn drive(
 /// finish, Go's GC catches up), so one run's tail is not billed to the next: until its CPU over
 /// a second is below [`QUIET_CORES`], for at most [`QUIET_WAIT`].
 pub async fn quiesce(plane: &ControlPlane) -> Result<()> {
-    let pid = plane
-        .pid("kube-apiserver")
-        .ok_or_else(|| crate::LabError::Client("the lab has no kube-apiserver".to_owned()))?;
+    let pid = measure::pid_of(plane, "kube-apiserver")?;
     let deadline = tokio::time::Instant::now() + QUIET_WAIT;
     let mut last = measure::cpu_seconds(pid)?;
     while tokio::time::Instant::now() < deadline {
