@@ -1,6 +1,7 @@
-//! Token-bucket arithmetic shared by the token-bucket layer and the hard ceiling: tokens refill
-//! at `rate` per second up to `capacity`; taking more than there is reserves future tokens, so
-//! waiters are served in order without polling.
+//! Token-bucket arithmetic shared by the token-bucket layer and the hard ceiling: tokens refill at
+//! `rate` per second up to `capacity`. Requests take whole tokens only when they are there (the
+//! [`Gate`](crate::gate::Gate) queues the waiters); response bytes, known only once they arrive,
+//! are charged after the fact and may put the bucket in debt.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -33,35 +34,26 @@ impl Bucket {
         }
     }
 
-    /// Takes `cost` tokens if the wait for them is at most `max_wait`, and returns that wait;
-    /// otherwise takes nothing and returns `Err` with the wait it would have been.
-    pub(crate) fn reserve(&self, cost: f64, max_wait: Duration) -> Result<Duration, Duration> {
-        let mut state = self.refilled();
-        let wait = self.wait_for(state.tokens - cost);
-        if wait > max_wait {
-            return Err(wait);
-        }
-        state.tokens -= cost;
-        Ok(wait)
-    }
-
-    /// How long until the bucket is no longer in debt (see [`Bucket::charge`]).
-    pub(crate) fn debt_wait(&self) -> Duration {
+    /// How long until the bucket holds `tokens` (zero if it does now).
+    pub(crate) fn wait_until(&self, tokens: f64) -> Duration {
         let state = self.refilled();
-        self.wait_for(state.tokens)
+        self.wait_for(state.tokens - tokens)
     }
 
-    /// Takes `cost` tokens after the fact, going into debt if needed (for response bytes, which
-    /// are only known once they arrive).
-    pub(crate) fn charge(&self, cost: f64) {
+    /// Takes `cost` tokens, going into debt if there are fewer: a request takes only the token
+    /// its gate saw there, but response bytes are only known once they arrive.
+    pub(crate) fn take(&self, cost: f64) {
         self.refilled().tokens -= cost;
     }
 
     fn wait_for(&self, tokens_after: f64) -> Duration {
-        if tokens_after >= 0.0 {
+        // Within a nanosecond of the goal is there: float rounding must not cost another sleep.
+        if tokens_after >= -1e-9 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-tokens_after / self.rate)
+            // Settings bound the rates (see `Settings::validated`), but the byte debt has no
+            // bound: an absurd one waits "forever" rather than overflowing.
+            Duration::try_from_secs_f64(-tokens_after / self.rate).unwrap_or(Duration::MAX)
         }
     }
 
@@ -83,21 +75,23 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn burst_then_rate() {
         let bucket = Bucket::new(5.0, 10.0);
-        for _ in 0..10 {
-            assert_eq!(bucket.reserve(1.0, Duration::ZERO), Ok(Duration::ZERO));
-        }
-        assert!(bucket.reserve(1.0, Duration::ZERO).is_err());
-        assert_eq!(
-            bucket.reserve(1.0, Duration::from_secs(1)),
-            Ok(Duration::from_millis(200))
-        );
-        assert_eq!(
-            bucket.reserve(1.0, Duration::from_secs(1)),
-            Ok(Duration::from_millis(400))
-        );
+        assert_eq!(bucket.wait_until(10.0), Duration::ZERO);
+        bucket.take(10.0);
+        assert_eq!(bucket.wait_until(1.0), Duration::from_millis(200));
+        assert_eq!(bucket.wait_until(2.0), Duration::from_millis(400));
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert_eq!(bucket.wait_until(1.0), Duration::ZERO);
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(bucket.reserve(1.0, Duration::ZERO), Ok(Duration::ZERO));
-        bucket.charge(100.0);
-        assert!(bucket.debt_wait() > Duration::from_secs(17));
+        assert_eq!(bucket.wait_until(10.0), Duration::ZERO, "refilled to capacity");
+        assert_eq!(bucket.wait_until(11.0), Duration::from_millis(200), "never past it");
+        bucket.take(100.0);
+        assert!(bucket.wait_until(0.0) > Duration::from_secs(17), "in debt");
+    }
+
+    #[test]
+    fn an_absurd_debt_waits_forever_instead_of_overflowing() {
+        let bucket = Bucket::new(1e-300, 1.0);
+        bucket.take(1e300);
+        assert_eq!(bucket.wait_until(0.0), Duration::MAX);
     }
 }

@@ -1,11 +1,17 @@
 //! The hard ceiling: a per-process cap on requests per minute and response bytes per minute that
-//! no setting lifts (settings can only lower it). At the ceiling, a request waits or is shed by
-//! its [`Priority`]; the component is told through [`Ceiling::hits`] so it can shed its own work;
-//! a warning is logged at most once a minute; `fleetwatch_client_ceiling_hits_total` counts every
-//! hit.
+//! no setting lifts (settings can only lower it). There is one [`Ceiling`] per process, in the
+//! process's [`Budget`](crate::Budget), shared by every client in it.
 //!
-//! The ceiling is a token bucket refilled at the per-minute budget spread over the minute, holding
-//! at most five seconds' worth, so a burst cannot spend the minute's budget in a second.
+//! At the ceiling, a request waits or is shed by its [`Priority`]: `Critical` waits as long as it
+//! takes, `Normal` up to the client's [`Settings::ceiling_wait`](crate::Settings::ceiling_wait),
+//! `Background` not at all. Waiting requests are served most urgent first (see
+//! [`gate`](crate::gate)), so a `Critical` request never waits behind `Normal` ones. The component
+//! is told through [`Ceiling::hits`] so it can shed its own work; a warning is logged at most once
+//! a minute; `fleetwatch_client_ceiling_hits_total` counts every hit.
+//!
+//! The requests are a token bucket refilled at the per-minute budget spread over the minute,
+//! holding [`BURST_SECONDS`] of it, so a burst cannot spend the minute's budget in a second.
+//! Response bytes are charged as they arrive; while they are over budget, no request is let in.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,74 +24,70 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-use crate::accounting::{CeilingLabels, Metrics};
 use crate::body::{Meter, Metered};
 use crate::bucket::Bucket;
-use crate::classify::RequestInfo;
 use crate::error::Error;
+use crate::gate::{Entry, Gate};
+use crate::metrics::{CeilingLabels, Metrics};
+use crate::priority::Priority;
+use crate::request_info::RequestInfo;
 
 /// No process sends more requests per minute than this, whatever its settings.
 pub const HARD_REQUESTS_PER_MINUTE: u32 = 1_200;
 /// No process takes in more response bytes per minute than this, whatever its settings.
 pub const HARD_RESPONSE_BYTES_PER_MINUTE: u64 = 512 * 1024 * 1024;
-/// The bucket holds this much of the per-minute budget.
-const BURST_SECONDS: f64 = 5.0;
+/// The ceiling's buckets hold this many seconds of the per-minute budget: at most
+/// `rate × (BURST_SECONDS + t)` requests pass in any `t` seconds.
+pub const BURST_SECONDS: f64 = 5.0;
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
-/// How a request fares at the ceiling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Priority {
-    /// Waits as long as it takes (leader-election renewals, aborting a rollout).
-    Critical,
-    /// Waits up to [`Settings::ceiling_wait`](crate::Settings::ceiling_wait), then is shed.
-    #[default]
-    Normal,
-    /// Shed as soon as it would have to wait.
-    Background,
+/// What a ceiling allows per minute (after clamping to the hard maxima).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub requests_per_minute: u32,
+    pub response_bytes_per_minute: u64,
 }
 
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Critical => "critical",
-            Priority::Normal => "normal",
-            Priority::Background => "background",
-        }
-    }
-}
-
-/// The ceiling's shared state.
+/// The ceiling's shared state: one per process.
 #[derive(Debug)]
 pub struct Ceiling {
-    requests: Bucket,
+    limits: Limits,
+    requests: Gate,
     bytes: Arc<Bucket>,
-    normal_wait: Duration,
     metrics: Metrics,
     hits: watch::Sender<u64>,
     last_warning: Mutex<Option<Instant>>,
 }
 
 impl Ceiling {
-    /// `requests_per_minute` and `bytes_per_minute` are clamped to the hard maxima here too, so
-    /// no caller can build a ceiling above them.
-    pub fn new(
-        requests_per_minute: u32,
-        bytes_per_minute: u64,
-        normal_wait: Duration,
-        metrics: Metrics,
-    ) -> Self {
+    /// `limits` are clamped to the hard maxima here too, so no caller can build a ceiling above
+    /// them.
+    pub(crate) fn new(limits: Limits, metrics: Metrics) -> Self {
+        let limits = Limits {
+            requests_per_minute: limits.requests_per_minute.min(HARD_REQUESTS_PER_MINUTE),
+            response_bytes_per_minute: limits
+                .response_bytes_per_minute
+                .min(HARD_RESPONSE_BYTES_PER_MINUTE),
+        };
         let per_second = |per_minute: f64| per_minute / 60.0;
-        let requests = per_second(f64::from(requests_per_minute.min(HARD_REQUESTS_PER_MINUTE)));
+        let requests = per_second(f64::from(limits.requests_per_minute));
         #[allow(clippy::cast_precision_loss)] // bytes per minute: precision to 1 in 2^52 is plenty
-        let bytes = per_second(bytes_per_minute.min(HARD_RESPONSE_BYTES_PER_MINUTE) as f64);
+        let bytes = per_second(limits.response_bytes_per_minute as f64);
+        let bytes = Arc::new(Bucket::new(bytes, bytes * BURST_SECONDS));
         Ceiling {
-            requests: Bucket::new(requests, (requests * BURST_SECONDS).max(1.0)),
-            bytes: Arc::new(Bucket::new(bytes, bytes * BURST_SECONDS)),
-            normal_wait,
+            limits,
+            requests: Gate::new(Bucket::new(requests, (requests * BURST_SECONDS).max(1.0)))
+                .held_back_by(bytes.clone()),
+            bytes,
             metrics,
             hits: watch::channel(0).0,
             last_warning: Mutex::new(None),
         }
+    }
+
+    /// What this ceiling allows.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The number of ceiling hits so far; `changed()` wakes a component when the ceiling is hit,
@@ -94,34 +96,31 @@ impl Ceiling {
         self.hits.subscribe()
     }
 
-    /// Admits a request of `priority`: `Ok(wait)` to send it after `wait`, `Err` to shed it.
-    fn admit(&self, priority: Priority) -> Result<Duration, Error> {
+    /// Lets a request of `priority` through, after waiting if it must; `Normal` requests wait
+    /// at most `normal_wait`. `Err` if it is shed.
+    async fn admit(&self, priority: Priority, normal_wait: Duration) -> Result<(), Error> {
         let max_wait = match priority {
             Priority::Critical => Duration::MAX,
-            Priority::Normal => self.normal_wait,
+            Priority::Normal => normal_wait,
             Priority::Background => Duration::ZERO,
         };
-        let debt = self.bytes.debt_wait();
-        let admitted = if debt > max_wait {
-            Err(debt)
-        } else {
-            self.requests
-                .reserve(1.0, max_wait.saturating_sub(debt))
-                .map(|wait| wait.max(debt))
+        let waiter = match self.requests.enter(priority, max_wait) {
+            Ok(Entry::Now) => return Ok(()),
+            Ok(Entry::Queued(waiter)) => waiter,
+            Err(wait) => return Err(self.shed(priority, wait)),
         };
-        match admitted {
-            Ok(Duration::ZERO) => Ok(Duration::ZERO),
-            Ok(wait) => {
-                self.hit(priority, "wait", wait);
-                Ok(wait)
-            }
-            Err(wait) => {
-                self.hit(priority, "shed", wait);
-                Err(Error::Shed {
-                    priority,
-                    wait_secs: wait.as_secs_f64(),
-                })
-            }
+        self.hit(priority, "wait", waiter.estimate());
+        waiter
+            .wait()
+            .await
+            .map_err(|_| self.shed(priority, max_wait))
+    }
+
+    fn shed(&self, priority: Priority, wait: Duration) -> Error {
+        self.hit(priority, "shed", wait);
+        Error::Shed {
+            priority,
+            wait_secs: wait.as_secs_f64(),
         }
     }
 
@@ -146,21 +145,27 @@ impl Ceiling {
                 action,
                 wait_secs = wait.as_secs_f64(),
                 hits = *self.hits.borrow(),
-                "the client's hard ceiling was reached: requests are delayed or shed; \
+                "the process's hard ceiling was reached: requests are delayed or shed; \
                  shed work rather than retry harder (logged at most once a minute)"
             );
         }
     }
 }
 
+/// The ceiling as one client's layer: the process's [`Ceiling`], and how long this client's
+/// `Normal` requests may wait at it.
 #[derive(Debug, Clone)]
 pub struct CeilingLayer {
     ceiling: Arc<Ceiling>,
+    normal_wait: Duration,
 }
 
 impl CeilingLayer {
-    pub fn new(ceiling: Arc<Ceiling>) -> Self {
-        CeilingLayer { ceiling }
+    pub fn new(ceiling: Arc<Ceiling>, normal_wait: Duration) -> Self {
+        CeilingLayer {
+            ceiling,
+            normal_wait,
+        }
     }
 }
 
@@ -169,7 +174,7 @@ impl<S> Layer<S> for CeilingLayer {
     fn layer(&self, inner: S) -> CeilingService<S> {
         CeilingService {
             inner,
-            ceiling: self.ceiling.clone(),
+            layer: self.clone(),
         }
     }
 }
@@ -177,7 +182,7 @@ impl<S> Layer<S> for CeilingLayer {
 #[derive(Debug, Clone)]
 pub struct CeilingService<S> {
     inner: S,
-    ceiling: Arc<Ceiling>,
+    layer: CeilingLayer,
 }
 
 impl<S, ReqB, B> Service<Request<ReqB>> for CeilingService<S>
@@ -196,20 +201,20 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let inner = self.inner.clone();
-        let ceiling = self.ceiling.clone();
+        let CeilingLayer {
+            ceiling,
+            normal_wait,
+        } = self.layer.clone();
         Box::pin(async move {
             let priority = request
                 .extensions()
                 .get::<RequestInfo>()
                 .map_or(Priority::Normal, |i| i.priority);
-            let wait = ceiling.admit(priority)?;
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
+            ceiling.admit(priority, normal_wait).await?;
             let response = inner.oneshot(request).await?;
             let bytes = ceiling.bytes.clone();
             #[allow(clippy::cast_precision_loss)] // frame sizes are far below 2^52
-            let charge: Meter = Box::new(move |n| bytes.charge(n as f64));
+            let charge: Meter = Box::new(move |n| bytes.take(n as f64));
             Ok(response.map(|body| Metered::new(body, charge)))
         })
     }
@@ -219,45 +224,69 @@ where
 mod tests {
     use super::*;
 
+    fn ceiling(requests_per_minute: u32, response_bytes_per_minute: u64) -> Ceiling {
+        let limits = Limits {
+            requests_per_minute,
+            response_bytes_per_minute,
+        };
+        Ceiling::new(limits, Metrics::default())
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn sheds_by_priority() {
-        let ceiling = Ceiling::new(60, u64::MAX, Duration::from_secs(2), Metrics::default());
-        let mut hits = ceiling.hits();
+    async fn sheds_by_priority_and_tells_the_component() {
         // One request a second, five in the bucket.
+        let ceiling = Arc::new(ceiling(60, u64::MAX));
+        let mut hits = ceiling.hits();
+        let wait = Duration::from_secs(2);
         for _ in 0..5 {
-            assert_eq!(
-                ceiling.admit(Priority::Background).ok(),
-                Some(Duration::ZERO)
-            );
+            ceiling
+                .admit(Priority::Background, wait)
+                .await
+                .expect("the bucket's five pass at once");
         }
-        assert!(ceiling.admit(Priority::Background).is_err());
+        assert!(matches!(
+            ceiling.admit(Priority::Background, wait).await,
+            Err(Error::Shed { priority: Priority::Background, .. })
+        ));
         assert!(hits.has_changed().expect("sender alive"));
-        assert_eq!(
-            ceiling.admit(Priority::Normal).ok(),
-            Some(Duration::from_secs(1))
+        let start = Instant::now();
+        let normal = |ceiling: Arc<Ceiling>| async move {
+            ceiling.admit(Priority::Normal, wait).await.map(|()| start.elapsed())
+        };
+        let (first, second) = tokio::join!(normal(ceiling.clone()), normal(ceiling.clone()));
+        assert_eq!(first.ok(), Some(Duration::from_secs(1)));
+        assert_eq!(second.ok(), Some(Duration::from_secs(2)));
+        // Two seconds of queue ahead would be fine; three are not.
+        let (_, _, third) = tokio::join!(
+            normal(ceiling.clone()),
+            normal(ceiling.clone()),
+            normal(ceiling.clone())
         );
-        assert_eq!(
-            ceiling.admit(Priority::Normal).ok(),
-            Some(Duration::from_secs(2))
+        assert!(
+            matches!(third, Err(Error::Shed { wait_secs, .. }) if wait_secs == 3.0),
+            "{third:?}"
         );
-        assert!(ceiling.admit(Priority::Normal).is_err());
-        assert_eq!(
-            ceiling.admit(Priority::Critical).ok(),
-            Some(Duration::from_secs(3))
-        );
-        assert_eq!(*hits.borrow_and_update(), 5);
+        let critical = Instant::now();
+        ceiling
+            .admit(Priority::Critical, wait)
+            .await
+            .expect("critical requests are never shed");
+        assert_eq!(critical.elapsed(), Duration::from_secs(1));
+        // Hits: one shed background, four waits, one shed normal, one critical wait.
+        assert_eq!(*hits.borrow_and_update(), 7);
     }
 
     #[tokio::test(start_paused = true)]
     async fn response_bytes_over_budget_hold_back_the_next_request() {
         // 60 MiB a minute: 1 MiB/s, 5 MiB in the bucket.
-        let ceiling = Ceiling::new(1_200, 60 << 20, Duration::from_secs(10), Metrics::default());
-        assert_eq!(ceiling.admit(Priority::Normal).ok(), Some(Duration::ZERO));
-        ceiling.bytes.charge(f64::from(8 << 20));
-        assert_eq!(
-            ceiling.admit(Priority::Normal).ok(),
-            Some(Duration::from_secs(3))
-        );
-        assert!(ceiling.admit(Priority::Background).is_err());
+        let ceiling = ceiling(1_200, 60 << 20);
+        let wait = Duration::from_secs(10);
+        ceiling.admit(Priority::Normal, wait).await.expect("admitted");
+        ceiling.bytes.take(f64::from(8 << 20));
+        let start = Instant::now();
+        ceiling.admit(Priority::Normal, wait).await.expect("admitted");
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        ceiling.bytes.take(f64::from(1 << 20));
+        assert!(ceiling.admit(Priority::Background, wait).await.is_err());
     }
 }

@@ -1,203 +1,21 @@
-//! Classification layer: works out once per request what it is — verb, resource, whether it is
-//! a watch — and which priority its caller gave it, and attaches that as a [`RequestInfo`]
-//! extension for the layers below (token bucket, concurrency, ceiling, accounting).
+//! Classification layer: attaches a [`RequestInfo`] (verb, resource, watch or not, and the
+//! priority of the client that sent it) to every request, so the layers below classify nothing
+//! themselves. It only maps the request, so it is a [`MapRequestLayer`].
 
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use http::Request;
+use kube::client::Body;
+use tower::util::MapRequestLayer;
 
-use http::{Method, Request};
-use tower::{Layer, Service};
+use crate::priority::Priority;
+use crate::request_info::RequestInfo;
 
-use crate::ceiling::Priority;
-
-/// What a request is, as the layers below see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestInfo {
-    /// Kubernetes verb: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
-    /// `deletecollection`; non-resource requests use the lower-case HTTP method.
-    pub verb: &'static str,
-    /// `pods`, `daemonsets.apps`, `pods/status`; for non-resource requests the path
-    /// (`/metrics`).
-    pub resource: Arc<str>,
-    pub priority: Priority,
-}
-
-impl RequestInfo {
-    /// Classifies a request by method, path and query.
-    pub fn of<B>(request: &Request<B>, priority: Priority) -> Self {
-        let uri = request.uri();
-        let path = uri.path();
-        let watch = uri
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
-        // `named`: `Some(true)` for one object, `Some(false)` for a collection, `None` for a
-        // non-resource path.
-        let (resource, named) = resource_of(path).map_or_else(
-            || (Arc::from(path), None),
-            |(resource, named)| (Arc::from(resource.as_str()), Some(named)),
-        );
-        let named = named.unwrap_or(true);
-        let verb = match *request.method() {
-            Method::GET if watch => "watch",
-            Method::GET if !named => "list",
-            Method::GET => "get",
-            Method::POST => "create",
-            Method::PUT => "update",
-            Method::PATCH => "patch",
-            Method::DELETE if named => "delete",
-            Method::DELETE => "deletecollection",
-            _ => "other",
-        };
-        RequestInfo {
-            verb,
-            resource,
-            priority,
-        }
-    }
-
-    /// A watch: long-running, so outside the concurrency limit.
-    pub fn is_watch(&self) -> bool {
-        self.verb == "watch"
-    }
-}
-
-/// `(resource label, names one object)` for `/api/v1/...` and `/apis/<group>/<version>/...`
-/// paths; `None` for non-resource paths.
-fn resource_of(path: &str) -> Option<(String, bool)> {
-    let mut parts = path.trim_matches('/').split('/');
-    let group = match parts.next()? {
-        "api" => {
-            parts.next()?;
-            ""
-        }
-        "apis" => {
-            let group = parts.next()?;
-            parts.next()?;
-            group
-        }
-        _ => return None,
-    };
-    let rest: Vec<&str> = parts.collect();
-    let rest = match rest.as_slice() {
-        ["namespaces", _, tail @ ..] if !tail.is_empty() => tail,
-        all => all,
-    };
-    let (resource, name, sub) = (rest.first()?, rest.get(1), rest.get(2));
-    let mut label = (*resource).to_owned();
-    if !group.is_empty() {
-        label = format!("{label}.{group}");
-    }
-    if let Some(sub) = sub {
-        label = format!("{label}/{sub}");
-    }
-    Some((label, name.is_some()))
-}
-
-/// Attaches [`RequestInfo`] with this layer's priority.
-#[derive(Debug, Clone, Copy)]
-pub struct ClassifyLayer {
+/// The classification layer for requests sent at `priority`.
+pub fn layer(
     priority: Priority,
-}
-
-impl ClassifyLayer {
-    pub fn new(priority: Priority) -> Self {
-        ClassifyLayer { priority }
-    }
-}
-
-impl<S> Layer<S> for ClassifyLayer {
-    type Service = Classify<S>;
-    fn layer(&self, inner: S) -> Classify<S> {
-        Classify {
-            inner,
-            priority: self.priority,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Classify<S> {
-    inner: S,
-    priority: Priority,
-}
-
-impl<S, B> Service<Request<B>> for Classify<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> S::Future {
-        let info = RequestInfo::of(&request, self.priority);
+) -> MapRequestLayer<impl Fn(Request<Body>) -> Request<Body> + Clone> {
+    MapRequestLayer::new(move |mut request: Request<Body>| {
+        let info = RequestInfo::of(&request, priority);
         request.extensions_mut().insert(info);
-        self.inner.call(request)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn info(method: Method, uri: &str) -> (String, &'static str) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(())
-            .expect("request");
-        let info = RequestInfo::of(&request, Priority::Normal);
-        (info.resource.to_string(), info.verb)
-    }
-
-    #[test]
-    fn classifies_kubernetes_paths() {
-        use Method as M;
-        let cases = [
-            (M::GET, "/api/v1/pods?limit=500", "pods", "list"),
-            (
-                M::GET,
-                "/api/v1/namespaces/a/pods?watch=true&resourceVersion=5",
-                "pods",
-                "watch",
-            ),
-            (M::GET, "/api/v1/namespaces/a/pods/p", "pods", "get"),
-            (M::GET, "/api/v1/namespaces", "namespaces", "list"),
-            (M::GET, "/api/v1/namespaces/a", "namespaces", "get"),
-            (
-                M::PATCH,
-                "/api/v1/namespaces/a/pods/p/status",
-                "pods/status",
-                "patch",
-            ),
-            (
-                M::POST,
-                "/apis/apps/v1/namespaces/a/daemonsets",
-                "daemonsets.apps",
-                "create",
-            ),
-            (
-                M::DELETE,
-                "/apis/apps/v1/namespaces/a/daemonsets/d",
-                "daemonsets.apps",
-                "delete",
-            ),
-            (
-                M::DELETE,
-                "/api/v1/namespaces/a/configmaps",
-                "configmaps",
-                "deletecollection",
-            ),
-            (M::GET, "/metrics", "/metrics", "get"),
-            (M::GET, "/version", "/version", "get"),
-            (M::GET, "/api", "/api", "get"),
-        ];
-        for (method, uri, resource, verb) in cases {
-            assert_eq!(info(method, uri), (resource.to_owned(), verb), "{uri}");
-        }
-    }
+        request
+    })
 }

@@ -3,21 +3,31 @@
 //! without a response — a timeout or a dropped connection (multiplicative decrease, at most once
 //! per observed latency so one burst of rejections counts once). Watches are long-running and
 //! pass straight through.
+//!
+//! The limit is per API server connection: it follows that server's congestion (its latency and
+//! its 429s), and one overloaded replica must not throttle requests to a healthy one. It sits
+//! below the token bucket and the hard ceiling, so a request holds a slot only while it is on
+//! the wire — never while it waits for budget — and what those layers shed never reaches it: a
+//! shed is neither a success nor an overload.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-use crate::accounting::Metrics;
-use crate::classify::RequestInfo;
+use crate::request_info::RequestInfo;
 use crate::settings::Concurrency;
+
+/// Where the limit is exported (`fleetwatch_client_concurrency_limit{server=…}`).
+pub type LimitGauge = Gauge<f64, AtomicU64>;
 
 /// The limit and the requests holding a slot.
 #[derive(Debug)]
@@ -25,7 +35,7 @@ pub struct Aimd {
     bounds: Concurrency,
     state: Mutex<State>,
     released: Notify,
-    metrics: Metrics,
+    gauge: LimitGauge,
 }
 
 #[derive(Debug)]
@@ -36,8 +46,8 @@ struct State {
 }
 
 impl Aimd {
-    pub fn new(bounds: Concurrency, metrics: Metrics) -> Self {
-        metrics.concurrency_limit.set(f64::from(bounds.initial));
+    pub fn new(bounds: Concurrency, gauge: LimitGauge) -> Self {
+        gauge.set(f64::from(bounds.initial));
         Aimd {
             bounds,
             state: Mutex::new(State {
@@ -46,7 +56,7 @@ impl Aimd {
                 last_decrease: None,
             }),
             released: Notify::new(),
-            metrics,
+            gauge,
         }
     }
 
@@ -95,7 +105,7 @@ impl Aimd {
         } else {
             state.limit = (state.limit + 1.0 / state.limit).min(max);
         }
-        self.metrics.concurrency_limit.set(state.limit);
+        self.gauge.set(state.limit);
     }
 }
 
@@ -190,7 +200,7 @@ mod tests {
             min: 1,
             max: 10,
         };
-        let aimd = Arc::new(Aimd::new(bounds, Metrics::default()));
+        let aimd = Arc::new(Aimd::new(bounds, LimitGauge::default()));
         aimd.record(true, Duration::from_millis(10));
         assert!((aimd.limit() - 4.0).abs() < 1e-9);
         // A second rejection in the same window is the same congestion event.

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::ceiling::Priority;
+use crate::priority::Priority;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -78,6 +78,48 @@ pub enum Error {
 
     #[error("invalid client settings: {0}")]
     Settings(String),
+}
+
+impl Error {
+    /// A kube error as the client's: the server and what failed, never credentials. The
+    /// client's own errors (a request shed at the ceiling) come back as they were.
+    pub(crate) fn from_kube(
+        server: &str,
+        verb: &'static str,
+        resource: &str,
+        error: kube::Error,
+    ) -> Error {
+        match error {
+            kube::Error::Api(status) => Error::Status {
+                server: server.to_owned(),
+                verb,
+                resource: resource.to_owned(),
+                status: status.code,
+                reason: status.reason.clone(),
+                message: status.message.clone(),
+            },
+            kube::Error::Service(error) => match error.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::request(server, verb, resource, other.as_ref()),
+            },
+            other => Error::request(server, verb, resource, &other),
+        }
+    }
+
+    /// A request that failed without an answer from the server.
+    pub(crate) fn request(
+        server: &str,
+        verb: &'static str,
+        resource: &str,
+        error: &(dyn std::error::Error + 'static),
+    ) -> Error {
+        Error::Request {
+            server: server.to_owned(),
+            verb,
+            resource: resource.to_owned(),
+            reason: chain(error),
+        }
+    }
 }
 
 /// The error and its sources on one line (`a: b: c`).

@@ -2,43 +2,71 @@
 //! server.
 //!
 //! Start with [`Client::connect`]: it reads a kubeconfig (or the in-cluster configuration),
-//! builds the guard-rail stack around `kube::Client` and checks that the server answers. From a
-//! [`Client`] a component gets [`Informer`]s (the only read API: list once from the watch cache,
-//! then watch), a [`Writer`] for the few writes it makes, and [`Client::scrape`] for the API
-//! server's own non-resource endpoints (`/metrics`, `/readyz`, …).
+//! builds the guard-rail stack around kube's HTTP client and checks that the server answers.
+//! From a [`Client`] a component gets [`Informer`]s (the only read API: list once from the watch
+//! cache, then watch), a [`Writer`] for the few writes it makes, and [`Client::scrape`] for the
+//! API server's own non-resource endpoints (`/metrics`, `/readyz`, …).
 //!
-//! Owns: construction of `kube::Client` ([`connect`](mod@connect)), the tower stack of guard
-//! rails around it, assembled in one place ([`stack`]): identifying User-Agent, token bucket,
-//! adaptive concurrency, Retry-After and backoff, a hard ceiling, cost accounting — one layer per
-//! module — and informers.
+//! Owns: construction of `kube::Client` ([`connect`](mod@connect), [`client`]); the tower stack
+//! of guard rails around it, assembled in one place ([`stack`]), one layer per module:
+//! identifying User-Agent ([`user_agent`]), classification ([`classify`]), Retry-After and
+//! backoff ([`retry`]), token bucket ([`token_bucket`]), the hard ceiling ([`ceiling`]),
+//! adaptive concurrency ([`concurrency`]), cost accounting ([`accounting`]); the process's
+//! [`Budget`] — one hard ceiling and one metric set per process, shared by every client in it,
+//! while token bucket, concurrency limit and backoff are per API server connection; and
+//! informers ([`informer`]).
 //!
-//! Must not: offer periodic LIST polling (there is no list call and no resync period), let any
+//! Must not: offer periodic LIST polling (there is no list call and no resync period); let any
 //! setting remove its rate limits or its hard ceiling (settings are clamped to
-//! [`ceiling::HARD_REQUESTS_PER_MINUTE`] and [`ceiling::HARD_RESPONSE_BYTES_PER_MINUTE`]), or put
-//! a credential in an error or a log line.
+//! [`ceiling::HARD_REQUESTS_PER_MINUTE`] and [`ceiling::HARD_RESPONSE_BYTES_PER_MINUTE`], and
+//! the ceiling is the process's, not a client's: connecting again does not add one); classify
+//! failures by their message text; put a credential in an error or a log line.
+//!
+//! Leaf modules, which import nothing else from the crate but each other's leaves: [`priority`],
+//! [`request_info`], [`metrics`], [`body`], [`backoff`], [`store`]; every other module imports
+//! only downwards, so no two modules import each other.
+
+// clippy.toml refuses `kube::Client` outside the client: this crate is the one door.
+#![allow(clippy::disallowed_types)]
 
 pub mod accounting;
 pub mod backoff;
 pub mod body;
 mod bucket;
+mod budget;
 pub mod ceiling;
 pub mod classify;
+// The one door to an API server: the only module that builds a `kube::Client`, which clippy.toml
+// refuses everywhere else.
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+pub mod client;
 pub mod concurrency;
 pub mod connect;
 mod error;
+mod failure;
+mod gate;
+// Informers hold the budgeted `kube::Client` their client gave them, to open kube's watcher.
+#[allow(clippy::disallowed_types)]
 pub mod informer;
+pub mod metrics;
+pub mod priority;
+pub mod request_info;
 pub mod retry;
 mod settings;
 pub mod stack;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod token_bucket;
 pub mod user_agent;
 mod writer;
 
-pub use ceiling::Priority;
-pub use connect::{Client, Source};
+pub use budget::Budget;
+pub use client::Client;
+pub use connect::Source;
 pub use error::{Error, Result};
-pub use informer::{Informer, InformerStats, Watch};
-pub use settings::{Concurrency, Settings};
+pub use informer::{Informer, InformerStats, Relists, Watch};
+pub use priority::Priority;
+pub use settings::{Concurrency, MAX_BACKOFF, MAX_CEILING_WAIT, MIN_BACKOFF, MIN_QPS, Settings};
 pub use store::{ObjectKey, Store};
 pub use writer::Writer;

@@ -1,8 +1,11 @@
 //! Retry layer for requests the server certainly did not process: 429 Too Many Requests and 503
 //! Service Unavailable (the server is overloaded), and connections that could not be made (the
 //! request never left). A `Retry-After` (in seconds) is honoured as given (plus up to 10%
-//! jitter, never less); without one the wait is the shared jittered exponential backoff, which
-//! grows with consecutive failures anywhere in the process and resets after two quiet minutes.
+//! jitter, never less); without one the wait is the connection's jittered exponential backoff,
+//! which grows with consecutive failures of any request on that connection and resets after two
+//! quiet minutes. Like the token bucket and the concurrency limit it is per API server
+//! connection: one replica's overload says nothing about another's. A TLS failure is never
+//! retried: it is a configuration problem that waiting does not fix.
 //! Other errors go back to the caller: informers back off on their own, and a write that failed
 //! in transit must not be sent twice blindly.
 
@@ -17,8 +20,9 @@ use kube::client::Body;
 use tower::util::rng::{HasherRng, Rng};
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-use crate::accounting::{Metrics, RetryLabels};
 use crate::backoff::{Backoff, BackoffSettings};
+use crate::failure::{self, Failure};
+use crate::metrics::{Metrics, RetryLabels};
 
 /// Retries per request before the 429/503 is handed to the caller.
 pub const MAX_RETRIES: u32 = 10;
@@ -67,15 +71,10 @@ impl RetryLayer {
         if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
             return None;
         }
-        // Every overload answer counts towards the shared backoff, told when to retry or not.
+        // Every overload answer counts towards the connection's backoff, told when to retry or
+        // not.
         let backoff = self.next_backoff();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
-        Some(match retry_after {
+        Some(match retry_after(response) {
             Some(after) => self.count(
                 "retry_after",
                 after.mul_f64(1.0 + 0.1 * HasherRng::new().next_f64()),
@@ -84,7 +83,7 @@ impl RetryLayer {
         })
     }
 
-    /// The shared backoff's next delay, counted as a retry for `reason`.
+    /// The connection's backoff's next delay, counted as a retry for `reason`.
     fn backoff(&self, reason: &'static str) -> Duration {
         let delay = self.next_backoff();
         self.count(reason, delay)
@@ -158,25 +157,22 @@ where
     }
 }
 
+/// The `Retry-After` of `response` in seconds, capped at [`MAX_RETRY_AFTER`]; `None` if absent or
+/// not a number of seconds (an HTTP date is not worth a clock comparison: the backoff applies).
+fn retry_after<B>(response: &Response<B>) -> Option<Duration> {
+    response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
 /// Whether the connection for the request could not be made (refused, or timed out connecting):
-/// the request was never sent, so sending it again is safe whatever its method. A TLS failure
-/// (an I/O error of kind `InvalidData` below the connect error) is a configuration problem that
-/// waiting will not fix, and is not retried.
+/// the request was never sent, so sending it again is safe whatever its method. A failed TLS
+/// handshake is not this: see [`Failure::Tls`].
 fn never_connected(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut connect = false;
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(http) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
-            connect = http.is_connect();
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::InvalidData
-        {
-            return false;
-        }
-        current = e.source();
-    }
-    connect
+    failure::of(error) == Failure::Connect
 }
 
 fn copy(request: &Request<Body>) -> Option<Request<Body>> {
@@ -187,4 +183,95 @@ fn copy(request: &Request<Body>) -> Option<Request<Body>> {
     *copy.headers_mut() = request.headers().clone();
     *copy.extensions_mut() = request.extensions().clone();
     Some(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::settings::MIN_BACKOFF;
+    use crate::testing::{closed_port, https_wire, metrics_text, not_tls_server};
+
+    fn layer() -> (RetryLayer, Metrics) {
+        let metrics = Metrics::default();
+        let settings = BackoffSettings {
+            initial: MIN_BACKOFF,
+            max: MIN_BACKOFF * 4,
+            ..BackoffSettings::default()
+        };
+        (RetryLayer::new(settings, metrics.clone()), metrics)
+    }
+
+    fn response(status: u16, retry_after: Option<&str>) -> Response<()> {
+        let mut response = Response::builder().status(status);
+        if let Some(value) = retry_after {
+            response = response.header(http::header::RETRY_AFTER, value);
+        }
+        response.body(()).expect("response")
+    }
+
+    fn get() -> Request<Body> {
+        Request::get("/version")
+            .body(Body::from(Vec::new()))
+            .expect("request")
+    }
+
+    #[test]
+    fn only_overload_answers_are_retried() {
+        let (layer, _) = layer();
+        for status in [200, 201, 400, 401, 403, 404, 409, 410, 422, 500, 502, 504] {
+            assert_eq!(layer.delay(&response(status, Some("1"))), None, "{status}");
+        }
+        for status in [429, 503] {
+            assert!(layer.delay(&response(status, None)).is_some(), "{status}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_in_seconds_plus_at_most_a_tenth_and_capped() {
+        let (layer, metrics) = layer();
+        for (header, secs) in [("3", 3), (" 7 ", 7), ("600", MAX_RETRY_AFTER.as_secs())] {
+            let at_least = Duration::from_secs(secs);
+            let delay = layer
+                .delay(&response(429, Some(header)))
+                .expect("retried");
+            assert!(
+                at_least <= delay && delay <= at_least.mul_f64(1.1),
+                "Retry-After {header:?}: waited {delay:?}"
+            );
+        }
+        // Not a number of seconds: the backoff decides.
+        for header in ["Wed, 21 Oct 2015 07:28:00 GMT", "-1", "soon", ""] {
+            let delay = layer
+                .delay(&response(503, Some(header)))
+                .expect("retried");
+            assert!(delay <= MIN_BACKOFF * 4, "Retry-After {header:?}: waited {delay:?}");
+        }
+        let text = metrics_text(&metrics);
+        for (reason, n) in [("retry_after", 3), ("backoff", 4)] {
+            let line = format!("fleetwatch_client_retries_total{{reason=\"{reason}\"}} {n}");
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_could_not_be_made_is_retried_a_failed_tls_handshake_is_not() {
+        let (url, accepted) = not_tls_server().await;
+        let (tls, metrics) = layer();
+        let result = tls.layer(https_wire(&url)).oneshot(get()).await;
+        assert!(result.is_err(), "a server that does not speak TLS");
+        assert_eq!(accepted.load(Ordering::Relaxed), 1, "the TLS failure was retried");
+        assert!(!metrics_text(&metrics).contains("fleetwatch_client_retries_total{"));
+
+        let (refused, metrics) = layer();
+        let url = format!("https://127.0.0.1:{}", closed_port());
+        let result = refused.layer(https_wire(&url)).oneshot(get()).await;
+        assert!(result.is_err(), "nothing listens");
+        let line = format!(
+            "fleetwatch_client_retries_total{{reason=\"connect\"}} {MAX_CONNECT_RETRIES}"
+        );
+        let text = metrics_text(&metrics);
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
 }

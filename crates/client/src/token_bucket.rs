@@ -1,27 +1,31 @@
 //! Token-bucket layer: at most `qps` requests per second on average, `burst` at once
-//! (client-go's 5/10 by default). Watch starts take a token too, as in client-go: a relist storm
-//! made of watches is still a storm.
+//! (client-go's 5/10 by default), per API server connection. Watch starts take a token too, as in
+//! client-go: a relist storm made of watches is still a storm. Every priority waits here as long
+//! as it takes, most urgent first (see [`gate`](crate::gate)): a `Critical` request never waits
+//! behind `Normal` ones.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::Request;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 use crate::bucket::Bucket;
+use crate::gate::Gate;
+use crate::priority::Priority;
+use crate::request_info::RequestInfo;
 
 #[derive(Debug, Clone)]
 pub struct TokenBucketLayer {
-    bucket: Arc<Bucket>,
+    gate: Arc<Gate>,
 }
 
 impl TokenBucketLayer {
     pub fn new(qps: f64, burst: u32) -> Self {
         TokenBucketLayer {
-            bucket: Arc::new(Bucket::new(qps, f64::from(burst))),
+            gate: Arc::new(Gate::new(Bucket::new(qps, f64::from(burst)))),
         }
     }
 }
@@ -31,7 +35,7 @@ impl<S> Layer<S> for TokenBucketLayer {
     fn layer(&self, inner: S) -> TokenBucket<S> {
         TokenBucket {
             inner,
-            bucket: self.bucket.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -39,7 +43,7 @@ impl<S> Layer<S> for TokenBucketLayer {
 #[derive(Debug, Clone)]
 pub struct TokenBucket<S> {
     inner: S,
-    bucket: Arc<Bucket>,
+    gate: Arc<Gate>,
 }
 
 impl<S, B> Service<Request<B>> for TokenBucket<S>
@@ -58,15 +62,13 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let inner = self.inner.clone();
-        // Reserve now, in call order, so waiters are served first come first served.
-        let wait = self
-            .bucket
-            .reserve(1.0, Duration::MAX)
-            .unwrap_or(Duration::ZERO);
+        let gate = self.gate.clone();
+        let priority = request
+            .extensions()
+            .get::<RequestInfo>()
+            .map_or(Priority::Normal, |i| i.priority);
         Box::pin(async move {
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
+            gate.pass(priority).await;
             inner.oneshot(request).await
         })
     }

@@ -9,26 +9,28 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::connect::Client;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Writes objects of type `K` in one namespace.
 #[derive(Debug, Clone)]
 pub struct Writer<K> {
-    client: Client,
     api: Api<K>,
     resource: String,
+    server: String,
+    /// The server-side apply field manager, `fleetwatch-<component>`.
+    manager: String,
 }
 
 impl<K> Writer<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
-    pub(crate) fn new(client: Client, api: Api<K>) -> Self {
+    pub(crate) fn new(api: Api<K>, server: &str, component: &str) -> Self {
         Writer {
-            client,
             api,
             resource: K::plural(&()).into_owned(),
+            server: server.to_owned(),
+            manager: format!("fleetwatch-{component}"),
         }
     }
 
@@ -38,22 +40,21 @@ where
             .create(&PostParams::default(), object)
             .await
             .map(drop)
-            .map_err(|e| self.client.kube_error("create", &self.resource, e))
+            .map_err(|e| self.error("create", e))
     }
 
     /// Server-side applies `object` as `name`, owning the fields it sets (field manager
     /// `fleetwatch-<component>`).
     pub async fn apply(&self, name: &str, object: &K) -> Result<()> {
-        let manager = format!("fleetwatch-{}", self.client.settings().component);
         self.api
             .patch(
                 name,
-                &PatchParams::apply(&manager).force(),
+                &PatchParams::apply(&self.manager).force(),
                 &Patch::Apply(object),
             )
             .await
             .map(drop)
-            .map_err(|e| self.client.kube_error("patch", &self.resource, e))
+            .map_err(|e| self.error("patch", e))
     }
 
     /// Deletes `name`; an object that is already gone is not an error.
@@ -61,7 +62,11 @@ where
         match self.api.delete(name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(e) => Err(self.client.kube_error("delete", &self.resource, e)),
+            Err(e) => Err(self.error("delete", e)),
         }
+    }
+
+    fn error(&self, verb: &'static str, error: kube::Error) -> Error {
+        Error::from_kube(&self.server, verb, &self.resource, error)
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{connect, create, eventually, namespace, settings, test_user};
 use fleetwatch_client::Watch;
-use fleetwatch_lab::testing;
+use fleetwatch_control_plane::testing;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;

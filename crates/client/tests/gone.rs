@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{connect, create, eventually, namespace, settings, sum, test_user};
 use fleetwatch_client::Watch;
-use fleetwatch_lab::testing;
+use fleetwatch_control_plane::testing;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -54,7 +54,7 @@ async fn compaction_while_the_watch_is_down_costs_exactly_one_relist() {
         )
         .await;
     }
-    plane.stop_apiserver();
+    plane.stop_apiserver().await;
     let compacted = plane.compact_etcd().await.expect("compact etcd");
     plane
         .start_apiserver_again()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{connect, create, eventually, namespace, settings, sum, test_user};
 use fleetwatch_client::{Client, Informer, Watch};
-use fleetwatch_lab::{ControlPlane, testing};
+use fleetwatch_control_plane::{ControlPlane, testing};
 use k8s_openapi::api::core::v1::{Pod, PodTemplate, Secret, Service, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::core::PartialObjectMeta;
@@ -85,7 +85,9 @@ async fn truth(plane: &ControlPlane) -> Vec<BTreeSet<String>> {
     ]
 }
 
-/// The names of every `K` in the test namespace (a metadata-only list by the admin).
+/// The names of every `K` in the test namespace (a metadata-only list by the admin): the test's
+/// oracle, outside the client under test.
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
 async fn names_in<K>(admin: &kube::Client) -> BTreeSet<String>
 where
     K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>

@@ -1,23 +1,29 @@
 //! `fleetwatch lab calibrate` as a user runs it: a sweep CSV in, a calibration file out.
 //!
-//! The CSV is made of real `LoadReport` rows (so the header is what `lab sweep` writes),
-//! generated from known costs; the fitted file must give those costs back.
+//! The CSV is written by the load lab's own sweep writer from `LoadReport` rows of every lab
+//! pattern (so its header and pattern names are what `lab sweep` writes), generated from known
+//! costs; the fitted file must give those costs back.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use fleetwatch_lab::load::LoadReport;
-use fleetwatch_sim::calibration::Calibration;
+use fleetwatch_control_plane::KUBERNETES_VERSION;
+use fleetwatch_load_lab::sweep_file::SweepWriter;
+use fleetwatch_load_lab::{LoadReport, Pattern};
+use fleetwatch_sim::calibration::{Calibration, DEFAULT_TOML};
 
 const PER_LIST: f64 = 2e-3;
 const PER_OBJECT_FROM_CACHE: f64 = 4e-6;
 const PER_WATCH_EVENT: f64 = 8e-6;
 const BYTES_PER_OBJECT_LISTED: f64 = 30_000.0;
 const BYTES_PER_CACHED_OBJECT: f64 = 6_000.0;
+const OBJECTS_PER_SEAT: f64 = 100.0;
 const MAX_SEATS: f64 = 10.0;
 const PODS_PER_NODE: usize = 30;
+const SIZES: [usize; 5] = [50, 100, 200, 500, 1000];
 /// 2026-01-02T03:04:05Z.
 const EPOCH: &str = "1767323045";
+const EPOCH_DATE: &str = "2026-01-02";
 
 /// `fleetwatch lab calibrate --sweep SWEEP` with `more` flags and paths.
 fn calibrate(sweep: &Path, more: &[(&str, &Path)]) -> Output {
@@ -42,7 +48,7 @@ fn fleetwatch(args: &[&str]) -> Output {
 }
 
 /// One run of `pattern` at `nodes` nodes on an API server that charges the costs above.
-fn report(pattern: &str, nodes: usize) -> LoadReport {
+fn report(pattern: Pattern, nodes: usize) -> LoadReport {
     let pods = nodes * PODS_PER_NODE;
     let (n, p) = (nodes as f64, pods as f64);
     let seconds = 60.0;
@@ -50,12 +56,12 @@ fn report(pattern: &str, nodes: usize) -> LoadReport {
     let churn_events = 360.0;
     // (lists, objects per list, watch events the agents cause)
     let (lists, per_list, events) = match pattern {
-        "naive-list" => (n * 6.0, p, 0.0),
-        "naive-list-node" => (n * 6.0, PODS_PER_NODE as f64, 0.0),
-        "watch-all" => (n, p, n * p * 0.6),
-        "watch-node" => (n, PODS_PER_NODE as f64, p * 0.6),
-        "fleetwatch" => (1.0, p, p * 0.6),
-        _ => (0.0, 0.0, 0.0),
+        Pattern::Idle => (0.0, 0.0, 0.0),
+        Pattern::NaiveList => (n * 6.0, p, 0.0),
+        Pattern::NaiveListNode => (n * 6.0, PODS_PER_NODE as f64, 0.0),
+        Pattern::WatchAll => (n, p, n * p * 0.6),
+        Pattern::WatchNode => (n, PODS_PER_NODE as f64, p * 0.6),
+        Pattern::Fleetwatch => (1.0, p, p * 0.6),
     };
     let listed = lists * per_list;
     let list_seconds = lists * (0.001 + per_list * 2e-6);
@@ -67,16 +73,16 @@ fn report(pattern: &str, nodes: usize) -> LoadReport {
     let rss = 3e8
         + BYTES_PER_CACHED_OBJECT * (p + n)
         + BYTES_PER_OBJECT_LISTED * list_seconds / seconds * per_list;
-    let seats = if pattern == "naive-list" {
-        (per_list / 100.0).ceil().min(MAX_SEATS)
+    let seats = if pattern == Pattern::NaiveList {
+        (per_list / OBJECTS_PER_SEAT).ceil().min(MAX_SEATS)
     } else {
         MAX_SEATS
     };
     LoadReport {
-        pattern: pattern.to_owned(),
+        pattern: pattern.to_string(),
         nodes,
         pods,
-        agents: if pattern == "idle" { 0 } else { nodes },
+        agents: if pattern == Pattern::Idle { 0 } else { nodes },
         seconds,
         apiserver_cpu_seconds: cpu,
         apiserver_cpu_seconds_reported: cpu,
@@ -93,7 +99,11 @@ fn report(pattern: &str, nodes: usize) -> LoadReport {
         agent_level_seats: probe + lists * seats,
         agent_level_requests: (probe + lists).round() as u64,
         probe_p50_ms: Some(2.0),
-        probe_p99_ms: if pattern == "idle" { None } else { Some(9.5) },
+        probe_p99_ms: if pattern == Pattern::Idle {
+            None
+        } else {
+            Some(9.5)
+        },
         probe_samples: 600,
         probe_errors: 0,
         agent_requests: lists.round() as u64,
@@ -102,21 +112,21 @@ fn report(pattern: &str, nodes: usize) -> LoadReport {
     }
 }
 
-fn write_sweep(path: &Path) {
-    let mut writer = csv::Writer::from_path(path).expect("create sweep csv");
-    for nodes in [50, 100, 200, 500, 1000] {
-        for pattern in [
-            "idle",
-            "naive-list",
-            "naive-list-node",
-            "watch-all",
-            "watch-node",
-            "fleetwatch",
-        ] {
-            writer.serialize(report(pattern, nodes)).expect("write row");
-        }
+/// `runs` written as `lab sweep` writes them.
+fn write_runs(path: &Path, runs: &[(Pattern, usize)]) {
+    let writer = SweepWriter::create(path).expect("create sweep csv");
+    for &(pattern, nodes) in runs {
+        writer.append(&report(pattern, nodes)).expect("write row");
     }
-    writer.flush().expect("flush sweep csv");
+}
+
+/// Every pattern at every size.
+fn write_sweep(path: &Path) {
+    let runs: Vec<(Pattern, usize)> = SIZES
+        .into_iter()
+        .flat_map(|nodes| Pattern::ALL.map(|pattern| (pattern, nodes)))
+        .collect();
+    write_runs(path, &runs);
 }
 
 fn assert_close(what: &str, got: f64, want: f64) {
@@ -124,6 +134,16 @@ fn assert_close(what: &str, got: f64, want: f64) {
         ((got - want) / want).abs() < 0.01,
         "{what}: got {got}, want {want}"
     );
+}
+
+/// The line just above `name = …`.
+fn line_above<'a>(toml: &'a str, name: &str) -> &'a str {
+    let lines: Vec<&str> = toml.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("{name} =")))
+        .unwrap_or_else(|| panic!("no key {name}"));
+    lines[at - 1]
 }
 
 #[test]
@@ -139,29 +159,38 @@ fn a_sweep_gives_back_the_costs_it_was_made_from() {
 
     let text = std::fs::read_to_string(&out).expect("calibration written");
     let cal = Calibration::parse("calibration.toml", &text).expect("output parses");
-    let base = Calibration::default();
+    let base = Calibration::parse("built-in", DEFAULT_TOML).expect("built-in parses");
     let a = &cal.api_server;
-    assert_close("cpu_seconds_per_list", a.cpu_seconds_per_list, PER_LIST);
-    assert_close(
-        "cpu_seconds_per_object_listed_from_cache",
-        a.cpu_seconds_per_object_listed_from_cache,
-        PER_OBJECT_FROM_CACHE,
-    );
-    assert_close(
-        "cpu_seconds_per_watch_event",
-        a.cpu_seconds_per_watch_event,
-        PER_WATCH_EVENT,
-    );
-    assert_close(
-        "memory_bytes_per_object_listed",
-        a.memory_bytes_per_object_listed,
-        BYTES_PER_OBJECT_LISTED,
-    );
-    assert_close(
-        "memory_bytes_per_cached_object",
-        a.memory_bytes_per_cached_object,
-        BYTES_PER_CACHED_OBJECT,
-    );
+    let measured = [
+        ("cpu_seconds_per_list", a.cpu_seconds_per_list, PER_LIST),
+        (
+            "cpu_seconds_per_object_listed_from_cache",
+            a.cpu_seconds_per_object_listed_from_cache,
+            PER_OBJECT_FROM_CACHE,
+        ),
+        (
+            "cpu_seconds_per_watch_event",
+            a.cpu_seconds_per_watch_event,
+            PER_WATCH_EVENT,
+        ),
+        (
+            "memory_bytes_per_object_listed",
+            a.memory_bytes_per_object_listed,
+            BYTES_PER_OBJECT_LISTED,
+        ),
+        (
+            "memory_bytes_per_cached_object",
+            a.memory_bytes_per_cached_object,
+            BYTES_PER_CACHED_OBJECT,
+        ),
+    ];
+    for (key, got, want) in measured {
+        assert_close(key, got, want);
+        assert!(
+            line_above(&text, key).starts_with("# measured: "),
+            "{key}:\n{text}"
+        );
+    }
     assert_eq!(cal.apf.max_seats_per_request, MAX_SEATS);
     // No LIST read etcd and every LIST hit the seat cap: those keep the base values.
     assert_eq!(
@@ -178,12 +207,20 @@ fn a_sweep_gives_back_the_costs_it_was_made_from() {
         cal.api_server.restart_seconds,
         base.api_server.restart_seconds
     );
-    assert!(text.contains("# Seconds from an OOM kill to a ready replica"));
-    assert!(text.contains("# measured: 2.00e-03 ±"), "{text}");
+    for line in DEFAULT_TOML
+        .lines()
+        .filter(|l| l.starts_with('#') && !l.starts_with("# measured:"))
+    {
+        assert!(text.contains(line), "lost {line:?}");
+    }
     assert_eq!(
         cal.source,
-        "measured by `fleetwatch lab calibrate` from sweep.csv (kube-apiserver \
-         v1.37.2, nodes 50–1000, 30 pods per node) on 2026-01-02"
+        format!(
+            "measured by `fleetwatch lab calibrate` from sweep.csv (kube-apiserver \
+             {KUBERNETES_VERSION}, nodes {}–{}, {PODS_PER_NODE} pods per node) on {EPOCH_DATE}",
+            SIZES[0],
+            SIZES[SIZES.len() - 1]
+        )
     );
 
     // The report: every coefficient, measured or not and why.
@@ -207,17 +244,23 @@ fn without_out_the_calibration_goes_to_stdout_and_the_report_to_stderr() {
     let sweep = tmp.path().join("sweep.csv");
     write_sweep(&sweep);
     let base = tmp.path().join("base.toml");
-    let base_text = fleetwatch_sim::calibration::DEFAULT_TOML.replace(
-        "restart_seconds = 90.0",
-        "# A comment only this base has.\nrestart_seconds = 45.0",
+    let restart = Calibration::parse("built-in", DEFAULT_TOML)
+        .expect("built-in parses")
+        .api_server
+        .restart_seconds;
+    let ours = restart / 2.0;
+    let base_text = DEFAULT_TOML.replace(
+        &format!("restart_seconds = {restart:?}"),
+        &format!("# A comment only this base has.\nrestart_seconds = {ours:?}"),
     );
+    assert_ne!(base_text, DEFAULT_TOML);
     std::fs::write(&base, base_text).expect("write base");
     let run = calibrate(&sweep, &[("--base", &base)]);
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "failed: {stderr}");
     let cal = Calibration::parse("stdout", &stdout).expect("stdout is the calibration");
-    assert_eq!(cal.api_server.restart_seconds, 45.0);
+    assert_eq!(cal.api_server.restart_seconds, ours);
     assert!(stdout.contains("# A comment only this base has."));
     assert_close(
         "cpu_seconds_per_list",
@@ -227,53 +270,95 @@ fn without_out_the_calibration_goes_to_stdout_and_the_report_to_stderr() {
     assert!(stderr.contains("not measured"), "{stderr}");
 }
 
+/// `sweep` with line `line` (1-based) changed by `edit`.
+fn edit_line(sweep: &Path, line: usize, edit: impl FnOnce(&str) -> String) {
+    let text = std::fs::read_to_string(sweep).expect("read sweep");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[line - 1] = edit(&lines[line - 1]);
+    std::fs::write(sweep, lines.join("\n") + "\n").expect("write broken sweep");
+}
+
+/// `row` with the field of `column` set to `value`.
+fn set_field(header: &str, row: &str, column: &str, value: &str) -> String {
+    let at = header
+        .split(',')
+        .position(|h| h == column)
+        .unwrap_or_else(|| panic!("no column {column}"));
+    let mut fields: Vec<&str> = row.split(',').collect();
+    fields[at] = value;
+    fields.join(",")
+}
+
 #[test]
-fn a_malformed_row_names_the_file_and_line() {
+fn a_malformed_row_names_the_file_line_and_column() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let sweep = tmp.path().join("broken-sweep.csv");
-    write_sweep(&sweep);
-    let text = std::fs::read_to_string(&sweep).expect("read sweep");
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let header: Vec<&str> = lines[0].split(',').collect();
-    let cpu = header
-        .iter()
-        .position(|h| *h == "apiserver_cpu_seconds")
-        .expect("cpu column");
-    // Line 4 (the third run): its CPU is not a number.
-    let mut fields: Vec<String> = lines[3].split(',').map(str::to_owned).collect();
-    fields[cpu] = "fast".to_owned();
-    lines[3] = fields.join(",");
+    let fails_with = |want: &str| {
+        let run = calibrate(&sweep, &[]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "a broken sweep must fail");
+        assert!(run.stdout.is_empty(), "no calibration on failure");
+        assert!(stderr.contains(want), "want {want:?} in {stderr}");
+    };
+    let header = || {
+        let text = std::fs::read_to_string(&sweep).expect("read sweep");
+        text.lines().next().expect("header").to_owned()
+    };
+    for (line, column, value, want) in [
+        (
+            4,
+            "apiserver_cpu_seconds",
+            "fast",
+            "broken-sweep.csv:4: column `apiserver_cpu_seconds`: `fast`: invalid float literal",
+        ),
+        (
+            3,
+            "pattern",
+            "naive",
+            "broken-sweep.csv:3: column `pattern`: `naive`: unknown pattern `naive`",
+        ),
+        (
+            5,
+            "seconds",
+            "0",
+            "broken-sweep.csv:5: column `seconds`: must be a positive number, got 0",
+        ),
+    ] {
+        write_sweep(&sweep);
+        let header = header();
+        edit_line(&sweep, line, |row| set_field(&header, row, column, value));
+        fails_with(want);
+    }
+
     // Line 6: a field short.
-    let short = lines[5].rsplit_once(',').expect("fields").0.to_owned();
-    std::fs::write(&sweep, lines.join("\n") + "\n").expect("write broken sweep");
+    write_sweep(&sweep);
+    let fields = header().split(',').count();
+    edit_line(&sweep, 6, |row| {
+        row.rsplit_once(',').expect("fields").0.to_owned()
+    });
+    fails_with(&format!(
+        "broken-sweep.csv:6: {} fields, but the header has {fields}",
+        fields - 1
+    ));
 
-    let run = calibrate(&sweep, &[]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success(), "a broken sweep must fail");
-    assert!(run.stdout.is_empty(), "no calibration on failure");
-    assert!(
-        stderr.contains("broken-sweep.csv:4: column `apiserver_cpu_seconds`"),
-        "{stderr}"
-    );
-
-    lines[3] = text.lines().nth(3).expect("line 4").to_owned();
-    lines[5] = short;
-    std::fs::write(&sweep, lines.join("\n") + "\n").expect("write broken sweep");
-    let run = calibrate(&sweep, &[]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success());
-    assert!(stderr.contains("broken-sweep.csv:6: "), "{stderr}");
+    // A header without a column the fit reads.
+    write_sweep(&sweep);
+    edit_line(&sweep, 1, |header| header.replace("pod_lists", "lists"));
+    fails_with("broken-sweep.csv:1: column `pod_lists`: missing from the header");
 }
 
 #[test]
 fn a_sweep_without_idle_runs_says_what_is_missing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let sweep = tmp.path().join("sweep.csv");
-    let mut writer = csv::Writer::from_path(&sweep).expect("create sweep csv");
-    writer.serialize(report("idle", 50)).expect("row");
-    writer.serialize(report("naive-list", 50)).expect("row");
-    writer.serialize(report("naive-list", 100)).expect("row");
-    writer.flush().expect("flush");
+    write_runs(
+        &sweep,
+        &[
+            (Pattern::Idle, 50),
+            (Pattern::NaiveList, 50),
+            (Pattern::NaiveList, 100),
+        ],
+    );
     let run = calibrate(&sweep, &[]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());

@@ -88,7 +88,10 @@ fn lab_up_then_down_leaves_no_process_of_ours() {
 
     succeed(&["lab", "down", "--dir", dir_arg]);
     assert_eq!(processes_using(&dir), Vec::<u32>::new());
-    assert!(!dir.exists(), "lab down removes the lab directory");
+    assert!(
+        !dir.exists(),
+        "lab down removes the directory lab up created"
+    );
 }
 
 #[test]
@@ -138,4 +141,104 @@ fn building_without_go_says_so() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no Go toolchain"), "{stderr}");
+}
+
+#[test]
+fn a_users_files_survive_lab_up_and_down() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("project");
+    std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+    std::fs::write(dir.join("notes.txt"), "mine").expect("write");
+    std::fs::write(dir.join("src").join("main.rs"), "fn main() {}").expect("write");
+    let dir_arg = dir.to_str().expect("utf-8 path");
+
+    // Not empty and not a lab: refused before anything is touched.
+    let refused = fleetwatch(&["lab", "up", "--dir", dir_arg]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("not a fleetwatch lab"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&dir).expect("dir").count(),
+        2,
+        "nothing added"
+    );
+    let down = fleetwatch(&["lab", "down", "--dir", dir_arg]);
+    assert!(!down.status.success(), "there is no lab to stop");
+
+    // A lab in an empty directory the user made; the user adds files while it runs.
+    let lab = dir.join("lab");
+    std::fs::create_dir(&lab).expect("mkdir");
+    let lab_arg = lab.to_str().expect("utf-8 path");
+    succeed(&["lab", "up", "--dir", lab_arg]);
+    std::fs::write(lab.join("my-notes.txt"), "mine").expect("write");
+    std::fs::write(lab.join("logs").join("mine.txt"), "mine").expect("write");
+    succeed(&["lab", "down", "--dir", lab_arg]);
+    assert_eq!(processes_using(&lab), Vec::<u32>::new());
+    assert_eq!(
+        std::fs::read_to_string(lab.join("my-notes.txt")).expect("kept"),
+        "mine"
+    );
+    assert!(!lab.join("kubeconfig").exists() && !lab.join("pki").exists());
+    // Inside an entry the lab made, the lab's rule is the entry: `logs/` goes as a whole.
+    assert!(!lab.join("logs").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).expect("kept"),
+        "mine"
+    );
+    assert!(dir.join("src").join("main.rs").exists());
+}
+
+#[test]
+fn root_home_and_a_file_are_refused_as_lab_directories() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("file");
+    std::fs::write(&file, "mine").expect("write");
+    let home = std::env::var("HOME").expect("HOME");
+    for (dir, expected) in [
+        ("/", "root directory"),
+        (home.as_str(), "home directory"),
+        (file.to_str().expect("utf-8"), "not a directory"),
+    ] {
+        for command in ["up", "down"] {
+            let out = fleetwatch(&["lab", command, "--dir", dir]);
+            assert!(!out.status.success(), "lab {command} --dir {dir}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains(expected),
+                "lab {command} --dir {dir}: {stderr}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("kept"), "mine");
+}
+
+#[test]
+fn load_settings_out_of_range_name_the_flag() {
+    for (flag, value) in [
+        ("--list-interval", "0s"),
+        ("--churn", "nan"),
+        ("--churn", "inf"),
+        ("--churn", "1e10"),
+        ("--churn", "-1"),
+        ("--max-duration", "99999999999999999999m"),
+        ("--max-duration", "307445734561825861m"),
+        ("--max-duration", "601s"),
+        ("--probe-interval", "0ms"),
+    ] {
+        // `--flag=value`, so that clap reads `-1` as a value.
+        let out = fleetwatch(&[
+            "lab",
+            "load",
+            "--dir",
+            "/nonexistent",
+            &format!("{flag}={value}"),
+        ]);
+        assert!(!out.status.success(), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(flag) && stderr.contains(value),
+            "{flag} {value}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{flag} {value}: {stderr}");
+    }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Observation;
+use crate::cluster::Observation;
 
 /// Thresholds a cluster's control plane must stay within while a wave bakes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

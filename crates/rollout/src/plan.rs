@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ClusterId, gate::SloGates, projection::ProjectionPolicy};
+use crate::{cluster::ClusterId, gate::SloGates, projection::ProjectionPolicy};
 
 /// A cluster the change may be delivered to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

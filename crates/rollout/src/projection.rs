@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ClusterId;
+use crate::cluster::ClusterId;
 
 /// When and how strictly to project.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

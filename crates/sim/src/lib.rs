@@ -23,7 +23,6 @@ pub mod calibration;
 pub mod cluster;
 pub mod dns;
 pub mod error;
-pub mod fit;
 pub mod fleet;
 pub mod input;
 pub mod report;

@@ -184,8 +184,7 @@ impl Simulation {
                 capacity_cores: c.api.total_cores(),
             })
             .collect();
-        let plan = fleetwatch_rollout::plan(&targets, &spec.policy)?;
-        let engine = Engine::new(targets, plan, spec.policy.clone());
+        let engine = Engine::new(targets, spec.policy.clone())?;
         let env = env(&spec);
         let clusters: Vec<Cluster> = spec
             .fleet

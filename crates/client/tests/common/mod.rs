@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fleetwatch_client::{Client, Settings, Source};
-use fleetwatch_lab::ControlPlane;
+use fleetwatch_control_plane::ControlPlane;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use fleetwatch_lab::{Binaries, ControlPlane, LabOptions, PopulateSpec, binaries, plane, populate};
+use fleetwatch_control_plane::{
+    Binaries, ControlPlane, LabOptions, PopulateSpec, binaries, plane, populate,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, clap::Args)]
@@ -22,9 +24,10 @@ enum LabCommand {
     Build,
     /// Start a control plane on loopback, optionally fill it with synthetic nodes and pods, print
     /// `export KUBECONFIG=…` and return once it is ready. It keeps running until `lab down`.
+    /// `--dir` must be new, empty, or a lab's: a directory holding other files is refused.
     Up(UpArgs),
-    /// Stop the control plane started by `lab up` in the same directory and delete its data.
-    /// Also cleans up after a run that crashed.
+    /// Stop the control plane started by `lab up` in the same directory and delete what it
+    /// created there (nothing else). Also cleans up after a run that crashed.
     Down(DirArg),
     /// Show whether a lab is running in the directory, and its processes.
     Status(DirArg),
@@ -96,7 +99,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         LabCommand::Build => build().await,
         LabCommand::Up(up_args) => up(up_args).await,
-        LabCommand::Down(DirArg { dir }) => down(&dir),
+        LabCommand::Down(DirArg { dir }) => down(&dir).await,
         LabCommand::Status(DirArg { dir }) => status(&dir),
         LabCommand::Load(load_args) => super::lab_load::run(load_args).await,
         LabCommand::Sweep(sweep_args) => super::lab_sweep::run(sweep_args).await,
@@ -144,7 +147,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let mut spec = PopulateSpec::new(args.nodes, args.pods_per_node);
         spec.concurrency = args.concurrency.into();
         if let Err(e) = fill(&plane, &spec).await {
-            plane.stop();
+            if let Err(stop) = plane.stop().await {
+                tracing::error!("stopping the lab after the failure below: {stop}");
+            }
             return Err(e.context("populating the lab (the control plane was stopped again)"));
         }
     }
@@ -190,12 +195,12 @@ async fn fill(plane: &ControlPlane, spec: &PopulateSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn down(dir: &std::path::Path) -> anyhow::Result<()> {
-    let stopped = plane::down(dir)?;
+async fn down(dir: &std::path::Path) -> anyhow::Result<()> {
+    let stopped = plane::down(dir).await?;
     for process in &stopped {
         tracing::info!(name = process.name, pid = process.pid, "stopped");
     }
-    tracing::info!(dir = %dir.display(), "lab removed");
+    tracing::info!(dir = %dir.display(), "lab removed (files the lab did not create are kept)");
     Ok(())
 }
 

@@ -1,16 +1,16 @@
 //! `fleetwatch lab calibrate`: fit the simulator's cost model to a sweep's measurements.
 //!
-//! A shell around [`fleetwatch_sim::fit`]: reads the sweep's CSV (rows of
-//! [`LoadReport`]), fits, prints the per-coefficient report and writes the calibration file.
+//! A shell around [`fleetwatch_calibrate`]: reads the base calibration and the date, has the
+//! crate read the sweep's CSV and fit it, prints the per-coefficient report and writes the
+//! calibration file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use fleetwatch_lab::KUBERNETES_VERSION;
-use fleetwatch_lab::load::LoadReport;
+use fleetwatch_calibrate::Sweep;
+use fleetwatch_control_plane::KUBERNETES_VERSION;
 use fleetwatch_sim::calibration::{Calibration, DEFAULT_TOML};
-use fleetwatch_sim::fit::{self, Fitted, Measurement, Outcome};
 
 const AFTER_HELP: &str = "Run with --help for what is fitted and how.";
 
@@ -67,7 +67,7 @@ pub struct CalibrateArgs {
 }
 
 pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
-    let reports = super::lab_sweep::read(&args.sweep)?;
+    let sweep = Sweep::read(&args.sweep)?;
     let base = match &args.base {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -78,11 +78,10 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         }
         None => DEFAULT_TOML.to_owned(),
     };
-    let measurements: Vec<Measurement> = reports.iter().map(measurement).collect();
-    let source = source(&args.sweep, &reports, &today());
-    let fitted = fit::fit(&measurements, &base, &source)
+    let source = fleetwatch_calibrate::source(&sweep, KUBERNETES_VERSION, unix_seconds());
+    let fitted = fleetwatch_calibrate::fit(&sweep, &base, &source)
         .with_context(|| format!("fitting {}", args.sweep.display()))?;
-    let report = table(&fitted);
+    let report = fitted.report();
     match &args.out {
         Some(out) => {
             std::fs::write(out, &fitted.toml)
@@ -98,137 +97,15 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measurement(r: &LoadReport) -> Measurement {
-    Measurement {
-        pattern: r.pattern.clone(),
-        nodes: r.nodes,
-        pods: r.pods,
-        seconds: r.seconds,
-        apiserver_cpu_seconds: r.apiserver_cpu_seconds,
-        apiserver_peak_rss_bytes: r.apiserver_peak_rss_bytes,
-        pod_lists: r.pod_lists,
-        pods_listed: r.pods_listed,
-        pods_listed_from_etcd: r.pods_listed_from_etcd,
-        pod_list_seconds: r.pod_list_seconds,
-        watch_events_sent: r.watch_events_sent,
-        agent_level_seats: r.agent_level_seats,
-        agent_level_requests: r.agent_level_requests,
-        throttled_429: r.throttled_429,
-    }
-}
-
-/// "measured by `fleetwatch lab calibrate` from sweep.csv (kube-apiserver v1.37.2, nodes
-/// 50–1000, 30 pods per node) on 2026-01-02".
-fn source(path: &Path, reports: &[LoadReport], date: &str) -> String {
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let range = |values: &mut Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        match (values.first(), values.last()) {
-            (Some(lo), Some(hi)) if lo < hi => format!("{lo}–{hi}"),
-            (Some(v), _) => format!("{v}"),
-            _ => "?".to_owned(),
-        }
-    };
-    let mut nodes: Vec<f64> = reports.iter().map(|r| r.nodes as f64).collect();
-    let mut per_node: Vec<f64> = reports
-        .iter()
-        .filter(|r| r.nodes > 0)
-        .map(|r| (r.pods as f64 / r.nodes as f64 * 10.0).round() / 10.0)
-        .collect();
-    format!(
-        "measured by `fleetwatch lab calibrate` from {name} (kube-apiserver {KUBERNETES_VERSION}, \
-         nodes {}, {} pods per node) on {date}",
-        range(&mut nodes),
-        range(&mut per_node)
-    )
-}
-
-/// Today's UTC date, `YYYY-MM-DD`; `SOURCE_DATE_EPOCH` (seconds) overrides the clock, for
-/// reproducible files.
-fn today() -> String {
-    let seconds = std::env::var("SOURCE_DATE_EPOCH")
+/// Seconds since the Unix epoch for the calibration's date: `SOURCE_DATE_EPOCH` if set (for
+/// reproducible files), else the clock.
+fn unix_seconds() -> i64 {
+    std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse::<i64>().ok())
         .unwrap_or_else(|| {
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        });
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`):
-/// a date crate for one date would be more code to trust than these lines.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of the 400-year era, [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the March-based year
-    let mp = (5 * doy + 2) / 153; // month from March, [0, 11]
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// The per-coefficient report, one line each.
-fn table(fitted: &Fitted) -> String {
-    let width = fitted
-        .coefficients
-        .iter()
-        .map(|c| c.key.len())
-        .max()
-        .unwrap_or(0);
-    let mut text = format!(
-        "{:<width$}  {:>9}  {:>9}  {:>4}  fit\n",
-        "coefficient", "base", "fitted", "runs"
-    );
-    for c in &fitted.coefficients {
-        let (value, fit) = match &c.outcome {
-            Outcome::Measured { value, quality } => {
-                let mut fit = format!("±{}% rms", fit::percent(quality.relative_rms));
-                if let Some(r2) = quality.r_squared {
-                    fit += &format!(", R² {r2:.4}");
-                }
-                if let Some(se) = quality.relative_standard_error {
-                    fit += &format!(", std. error ±{}%", fit::percent(se));
-                }
-                if let Some(note) = quality.note {
-                    fit += &format!("; {note}");
-                }
-                (fit::sci(*value), fit)
-            }
-            Outcome::NotMeasured { reason } => {
-                ("(base)".to_owned(), format!("not measured: {reason}"))
-            }
-        };
-        text += &format!(
-            "{:<width$}  {:>9}  {:>9}  {:>4}  {fit}\n",
-            c.key,
-            fit::sci(c.base),
-            value,
-            c.runs
-        );
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_from_days_matches_the_calendar() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(10_957), (2000, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(20_433), (2025, 12, 11));
-    }
+        })
 }

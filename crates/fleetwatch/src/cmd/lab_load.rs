@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use fleetwatch_lab::ControlPlane;
-use fleetwatch_lab::load::{self, LoadReport, LoadSettings, LoadSpec, Pattern};
+use fleetwatch_control_plane::ControlPlane;
+use fleetwatch_load_lab::{self as load, LoadReport, LoadSettings, LoadSpec, Pattern};
 
 #[derive(Debug, clap::Args)]
 pub struct LoadArgs {
@@ -30,19 +30,20 @@ pub struct LoadArgs {
 /// How each run goes; shared by `lab load` and `lab sweep`.
 #[derive(Debug, clap::Args)]
 pub struct SettingsArgs {
-    /// How long each run's steady state lasts (at most 600 s), after the agents' start-up, which
+    /// How long each run's steady state lasts (1s to 600s), after the agents' start-up, which
     /// may take as long again; the load stops by itself.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = run_duration)]
     max_duration: Duration,
-    /// How often each naive-* agent LISTs pods.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// How often each naive-* agent LISTs pods (100ms to 600s).
+    #[arg(long, default_value = "10s", value_parser = list_interval)]
     list_interval: Duration,
-    /// Pods created and deleted per second during each run (0 for none). Without churn a
-    /// watch costs nothing after its first list, which hides what watchers cost per event.
-    #[arg(long, default_value_t = 5.0)]
+    /// Pods created and deleted per second during each run (0 for none, at most 200). Without
+    /// churn a watch costs nothing after its first list, which hides what watchers cost per
+    /// event.
+    #[arg(long, default_value_t = 5.0, value_parser = churn)]
     churn: f64,
-    /// How often the probe GETs one node.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    /// How often the probe GETs one node (10ms to 60s).
+    #[arg(long, default_value = "100ms", value_parser = probe_interval)]
     probe_interval: Duration,
 }
 
@@ -73,9 +74,35 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     match unit {
         "ms" => Ok(Duration::from_millis(value)),
         "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
+        "m" => value
+            .checked_mul(60)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{text}` is too long a duration")),
         _ => Err(expected()),
     }
+}
+
+fn bounded(text: &str, (min, max): (Duration, Duration)) -> Result<Duration, String> {
+    load::check_duration(parse_duration(text)?, min, max)
+}
+
+fn run_duration(text: &str) -> Result<Duration, String> {
+    bounded(text, (Duration::from_secs(1), load::MAX_DURATION))
+}
+
+fn list_interval(text: &str) -> Result<Duration, String> {
+    bounded(text, load::LIST_INTERVAL)
+}
+
+fn probe_interval(text: &str) -> Result<Duration, String> {
+    bounded(text, load::PROBE_INTERVAL)
+}
+
+fn churn(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of pods per second"))?;
+    load::check_churn(value)
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {

@@ -2,13 +2,13 @@
 //! a plot.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Context;
-use fleetwatch_lab::load::sweep::{self, Progress, SweepSpec};
-use fleetwatch_lab::load::{LoadReport, Pattern, plot};
-use fleetwatch_lab::{ControlPlane, LabOptions, binaries};
+use fleetwatch_control_plane::{ControlPlane, LabOptions, binaries};
+use fleetwatch_load_lab::sweep::{self, Progress, SweepSpec};
+use fleetwatch_load_lab::sweep_file::{self, SweepWriter};
+use fleetwatch_load_lab::{LoadReport, Pattern, plot};
 
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
@@ -48,57 +48,13 @@ pub struct PlotArgs {
 }
 
 pub fn plot(args: &PlotArgs) -> anyhow::Result<()> {
-    let reports = read(&args.sweep)?;
+    let reports = sweep_file::read(&args.sweep)?;
     let out = args
         .out
         .clone()
         .or_else(|| args.sweep.parent().map(Path::to_path_buf))
         .unwrap_or_default();
     draw(&out, &reports)
-}
-
-/// The sweep's rows; a row that does not parse is an error naming the file and line.
-pub fn read(path: &Path) -> anyhow::Result<Vec<LoadReport>> {
-    let mut reader = csv::Reader::from_path(path)
-        .with_context(|| format!("reading the sweep {}", path.display()))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| row_error(path, &csv::StringRecord::new(), &e))?
-        .clone();
-    let reports = reader
-        .deserialize::<LoadReport>()
-        .map(|row| row.map_err(|e| row_error(path, &headers, &e)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    anyhow::ensure!(
-        !reports.is_empty(),
-        "{}: no rows; expected the CSV `fleetwatch lab sweep` writes",
-        path.display()
-    );
-    Ok(reports)
-}
-
-/// `FILE:LINE: column `name`: what is wrong`.
-fn row_error(path: &Path, headers: &csv::StringRecord, e: &csv::Error) -> anyhow::Error {
-    let what = match e.kind() {
-        csv::ErrorKind::Deserialize { err, .. } => {
-            let column = err
-                .field()
-                .and_then(|f| usize::try_from(f).ok())
-                .and_then(|f| headers.get(f));
-            match column {
-                Some(column) => format!("column `{column}`: {}", err.kind()),
-                None => err.kind().to_string(),
-            }
-        }
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => format!("{len} fields, but the header has {expected_len}"),
-        _ => e.to_string(),
-    };
-    match e.position() {
-        Some(position) => anyhow::anyhow!("{}:{}: {what}", path.display(), position.line()),
-        None => anyhow::anyhow!("{}: {what}", path.display()),
-    }
 }
 
 /// Writes `out`/sweep.svg and `out`/sweep.png.
@@ -119,7 +75,7 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<()> {
         settings: args.settings.settings(),
         populate_concurrency: args.concurrency.into(),
     };
-    let csv = Rows::create(&args.out.join("sweep.csv"))?;
+    let csv = SweepWriter::create(&args.out.join("sweep.csv"))?;
     let mut options = LabOptions::new(&args.dir);
     options.max_requests_inflight = args.inflight.limits();
     let plane = ControlPlane::start(options)
@@ -131,17 +87,18 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<()> {
         swept = measure(&plane, &spec, &csv) => swept,
         signal = interrupted() => Err(anyhow::anyhow!(
             "{signal}: sweep stopped; the runs measured so far are in {}",
-            csv.path.display()
+            csv.path().display()
         )),
     };
-    plane.stop();
+    let stopped = plane.stop().await;
     let reports = swept?;
+    stopped.context("stopping the sweep's control plane")?;
     tracing::info!(
         runs = reports.len(),
         elapsed_s = started.elapsed().as_secs(),
         "sweep done"
     );
-    tracing::info!(csv = %csv.path.display(), "rows written");
+    tracing::info!(csv = %csv.path().display(), "rows written");
     draw(&args.out, &reports)?;
     print!("{}", super::lab_load::table(&reports));
     Ok(())
@@ -162,39 +119,11 @@ async fn interrupted() -> &'static str {
     }
 }
 
-/// The sweep's CSV, a row written and flushed as each run ends, so an interrupted sweep keeps
-/// what it measured.
-struct Rows {
-    path: PathBuf,
-    writer: Mutex<csv::Writer<std::fs::File>>,
-}
-
-impl Rows {
-    fn create(path: &Path) -> anyhow::Result<Self> {
-        let writer =
-            csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Rows {
-            path: path.to_path_buf(),
-            writer: Mutex::new(writer),
-        })
-    }
-
-    fn append(&self, report: &LoadReport) -> anyhow::Result<()> {
-        let mut writer = self
-            .writer
-            .lock()
-            .map_err(|_| anyhow::anyhow!("CSV writer poisoned"))?;
-        writer.serialize(report)?;
-        writer.flush()?;
-        Ok(())
-    }
-}
-
 /// Runs the sweep with a progress bar over the runs, appending each run to `csv`.
 async fn measure(
     plane: &ControlPlane,
     spec: &SweepSpec,
-    csv: &Rows,
+    csv: &SweepWriter,
 ) -> anyhow::Result<Vec<LoadReport>> {
     let bar = super::lab::progress_bar(0, "")?;
     let on_progress = |progress: Progress<'_>| match progress {
@@ -222,7 +151,7 @@ async fn measure(
                 "measured"
             );
             if let Err(e) = csv.append(report) {
-                tracing::error!("writing {}: {e:#}", csv.path.display());
+                tracing::error!("{e}");
             }
         }),
     };

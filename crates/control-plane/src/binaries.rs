@@ -1,0 +1,227 @@
+//! The pinned control-plane binaries, built from Go modules into a per-version cache outside the
+//! repo (`$FLEETWATCH_CACHE`, default `~/.cache/fleetwatch`) and reused while present.
+//!
+//! The Go wrapper modules live in `tools/control-plane/` and are compiled into this crate, so the
+//! `fleetwatch` binary can build them from any directory. Why wrappers at all:
+//! `go install k8s.io/kubernetes/cmd/kube-apiserver@v1.37.2` is refused because k8s.io/kubernetes
+//! replaces its staging modules with local paths; the wrapper points each at its release.
+
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+use crate::process::log_tail;
+
+/// The Kubernetes release the lab runs (matches `k8s-openapi`'s `v1_37`).
+pub const KUBERNETES_VERSION: &str = "v1.37.2";
+/// The etcd release the lab runs.
+pub const ETCD_VERSION: &str = "v3.6.16";
+
+/// A Go wrapper module and the commands built from it.
+struct GoModule {
+    name: &'static str,
+    version: &'static str,
+    go_mod: &'static str,
+    go_sum: &'static str,
+    /// (output file name, Go package path)
+    commands: &'static [(&'static str, &'static str)],
+    ldflags: &'static str,
+}
+
+const KUBERNETES: GoModule = GoModule {
+    name: "kubernetes",
+    version: KUBERNETES_VERSION,
+    go_mod: include_str!("../../../tools/control-plane/kubernetes/go.mod"),
+    go_sum: include_str!("../../../tools/control-plane/kubernetes/go.sum"),
+    commands: &[
+        ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
+        (
+            "kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+        ),
+    ],
+    // Without these the servers report `v0.0.0-master`.
+    ldflags: "-s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
+              -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37",
+};
+
+const ETCD: GoModule = GoModule {
+    name: "etcd",
+    version: ETCD_VERSION,
+    go_mod: include_str!("../../../tools/control-plane/etcd/go.mod"),
+    go_sum: include_str!("../../../tools/control-plane/etcd/go.sum"),
+    commands: &[("etcd", "go.etcd.io/etcd/server/v3")],
+    ldflags: "-s -w",
+};
+
+/// Paths of the built control-plane binaries.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub etcd: PathBuf,
+    pub kube_apiserver: PathBuf,
+    pub kube_controller_manager: PathBuf,
+}
+
+/// `$FLEETWATCH_CACHE`, else `~/.cache/fleetwatch`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FLEETWATCH_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    home.join(".cache").join("fleetwatch")
+}
+
+impl Binaries {
+    /// Where the binaries live in `cache`, whether or not they are built yet.
+    pub fn in_cache(cache: &Path) -> Self {
+        let k8s = KUBERNETES.bin_dir(cache);
+        Binaries {
+            etcd: ETCD.bin_dir(cache).join("etcd"),
+            kube_apiserver: k8s.join("kube-apiserver"),
+            kube_controller_manager: k8s.join("kube-controller-manager"),
+        }
+    }
+
+    /// Returns the cached binaries, building whichever are missing first. Building takes many
+    /// minutes and a few GiB of memory on two cores the first time; `on_step` hears each step.
+    /// Concurrent callers (several test binaries, `lab up`) wait for one another on a lock file.
+    pub fn ensure(cache: &Path, on_step: &mut dyn FnMut(&str)) -> Result<Self> {
+        let wanted = Self::in_cache(cache);
+        if wanted.all_present() {
+            return Ok(wanted);
+        }
+        fs::create_dir_all(cache).map_err(Error::io("creating the cache directory", cache))?;
+        let _lock = lock(&cache.join(".build.lock"))?;
+        for module in [&ETCD, &KUBERNETES] {
+            module.build_missing(cache, on_step)?;
+        }
+        Ok(wanted)
+    }
+
+    fn all_present(&self) -> bool {
+        [
+            &self.etcd,
+            &self.kube_apiserver,
+            &self.kube_controller_manager,
+        ]
+        .iter()
+        .all(|p| p.is_file())
+    }
+}
+
+impl GoModule {
+    fn bin_dir(&self, cache: &Path) -> PathBuf {
+        cache
+            .join("bin")
+            .join(format!("{}-{}", self.name, self.version))
+    }
+
+    fn build_missing(&self, cache: &Path, on_step: &mut dyn FnMut(&str)) -> Result<()> {
+        let bin_dir = self.bin_dir(cache);
+        let missing: Vec<_> = self
+            .commands
+            .iter()
+            .filter(|(file, _)| !bin_dir.join(file).is_file())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        go_version()?;
+        let src = cache
+            .join("src")
+            .join(format!("{}-{}", self.name, self.version));
+        let logs = cache.join("logs");
+        for dir in [&src, &logs, &bin_dir] {
+            fs::create_dir_all(dir).map_err(Error::io("creating a cache directory", dir))?;
+        }
+        for (file, text) in [("go.mod", self.go_mod), ("go.sum", self.go_sum)] {
+            let path = src.join(file);
+            fs::write(&path, text).map_err(Error::io("writing the Go wrapper module", &path))?;
+        }
+
+        on_step(&format!(
+            "downloading Go modules for {} {}",
+            self.name, self.version
+        ));
+        let log = logs.join(format!("{}-{}-download.log", self.name, self.version));
+        run_logged(
+            self.name,
+            "go mod download",
+            go(&src).arg("mod").arg("download"),
+            &log,
+        )?;
+
+        for (file, package) in missing {
+            on_step(&format!(
+                "building {file} {} (several minutes on first use)",
+                self.version
+            ));
+            let partial = bin_dir.join(format!(".{file}.partial-{}", std::process::id()));
+            let log = logs.join(format!("{file}-{}-build.log", self.version));
+            let mut cmd = go(&src);
+            cmd.args(["build", "-trimpath", "-ldflags", self.ldflags, "-o"])
+                .arg(&partial)
+                .arg(package);
+            run_logged(self.name, &format!("go build {package}"), &mut cmd, &log)?;
+            let target = bin_dir.join(file);
+            fs::rename(&partial, &target)
+                .map_err(Error::io("installing a built binary", &target))?;
+        }
+        Ok(())
+    }
+}
+
+fn go(module_dir: &Path) -> Command {
+    let mut cmd = Command::new("go");
+    cmd.current_dir(module_dir)
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=readonly");
+    cmd
+}
+
+fn go_version() -> Result<()> {
+    match Command::new("go")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => Ok(()),
+        _ => Err(Error::NoGo),
+    }
+}
+
+/// Runs `cmd` with its output in `log`; on failure the error names the step and the log.
+fn run_logged(component: &'static str, step: &str, cmd: &mut Command, log: &Path) -> Result<()> {
+    let out = File::create(log).map_err(Error::io("creating a build log", log))?;
+    let err = out
+        .try_clone()
+        .map_err(Error::io("creating a build log", log))?;
+    let status = cmd.stdout(out).stderr(err).status();
+    let failed = match status {
+        Ok(s) if s.success() => return Ok(()),
+        Ok(s) => s.to_string(),
+        Err(e) => e.to_string(),
+    };
+    Err(Error::Build {
+        component,
+        step: format!("{step} ({failed})"),
+        log: log.to_path_buf(),
+        tail: log_tail(log, 15),
+    })
+}
+
+/// An exclusive `flock` held until dropped (the file closes with it).
+fn lock(path: &Path) -> Result<File> {
+    let file = File::create(path).map_err(Error::io("creating the build lock", path))?;
+    // SAFETY: flock on a file descriptor we own; it stays open for as long as the lock is held.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    if rc != 0 {
+        return Err(Error::io("locking the build cache", path)(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(file)
+}

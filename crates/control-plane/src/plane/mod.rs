@@ -1,0 +1,409 @@
+//! One lab control plane: etcd, kube-apiserver and optionally kube-controller-manager on loopback,
+//! with generated certificates, RBAC, and an admin user in `system:masters`.
+//!
+//! Its directory ([`dir`]) holds everything it made: a marker, `state.json` (the processes it
+//! started, written as each one starts so a crash leaves a record), `pki/`, `etcd/`, `logs/`,
+//! `users/` and `kubeconfig`. The processes' command lines are in [`recipes`], how they are
+//! started and awaited in [`launch`], fault injection for tests in [`faults`].
+
+pub mod dir;
+mod etcd;
+mod faults;
+pub mod kubeconfig;
+mod launch;
+mod recipes;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde::{Deserialize, Serialize};
+
+use self::dir::LabDir;
+use self::kubeconfig::{UserFiles, config_from};
+use self::launch::{Launch, on_free_ports, wait_until};
+use crate::binaries::{Binaries, cache_dir};
+use crate::error::{Error, Result};
+use crate::pki::{Pki, service_account_keys};
+use crate::process::{Recorded, free_port, spawn};
+
+pub use self::dir::MARKER;
+
+/// The admin user: a client certificate in `system:masters`.
+pub const ADMIN_USER: &str = "fleetwatch-lab-admin";
+/// A process gets this long to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How to start a lab control plane.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Directory for state, certificates, data and logs: new, empty, or a lab's (see [`dir`]).
+    pub dir: PathBuf,
+    /// Where the built binaries are cached (see [`crate::binaries::cache_dir`]).
+    pub cache: PathBuf,
+    /// Also run kube-controller-manager (DaemonSet, ReplicaSet, garbage collection, …).
+    pub controllers: bool,
+    /// Own process group, so the control plane outlives the command that started it.
+    pub detached: bool,
+    /// kube-apiserver `--max-requests-inflight` / `--max-mutating-requests-inflight`, to make
+    /// overload reachable on a small machine (the API server's defaults: 400 / 200).
+    pub max_requests_inflight: Option<(u32, u32)>,
+    /// How long each process may take to become ready.
+    pub start_timeout: Duration,
+}
+
+impl LabOptions {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LabOptions {
+            dir: dir.into(),
+            cache: cache_dir(),
+            controllers: false,
+            detached: false,
+            max_requests_inflight: None,
+            start_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What `state.json` records about a running lab.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LabState {
+    pub processes: Vec<Recorded>,
+    pub etcd_url: String,
+    pub apiserver_url: String,
+}
+
+/// A running lab control plane. Dropping it does not stop it: call [`ControlPlane::stop`] (or
+/// `fleetwatch lab down`), so a `lab up` can outlive its command.
+#[derive(Debug)]
+pub struct ControlPlane {
+    dir: LabDir,
+    pki: Pki,
+    /// Behind a lock because fault injection (restarts) changes pids of a shared plane.
+    state: Mutex<LabState>,
+    /// How kube-apiserver was launched, to restart it the same way.
+    apiserver: Mutex<Option<Launch>>,
+}
+
+impl ControlPlane {
+    /// Builds the binaries if needed, starts the processes and returns once `/readyz` is ok (and,
+    /// with controllers, once kube-controller-manager is working). A lab left by a crashed run in
+    /// the same directory is cleaned up first; a live one is an error, and so is a directory that
+    /// is not a lab's and not empty.
+    pub async fn start(options: LabOptions) -> Result<Self> {
+        let dir = LabDir::prepare(&options.dir, async |old: &LabState| {
+            stop_recorded(&old.processes).await;
+        })
+        .await?;
+        let cache = options.cache.clone();
+        let binaries = tokio::task::spawn_blocking(move || {
+            Binaries::ensure(&cache, &mut |step| tracing::info!("{step}"))
+        })
+        .await
+        .map_err(|e| Error::Task {
+            what: "building the control-plane binaries",
+            reason: e.to_string(),
+        })??;
+        let plane = ControlPlane {
+            dir,
+            pki: Pki::generate()?,
+            state: Mutex::default(),
+            apiserver: Mutex::default(),
+        };
+        let started = plane.start_processes(&binaries, &options).await;
+        if let Err(e) = &started {
+            tracing::debug!("start-up failed, stopping what started: {e}");
+            if let Err(stop) = plane.stop().await {
+                tracing::warn!("cleaning up after a failed start: {stop}");
+            }
+        }
+        started.map(|()| plane)
+    }
+
+    /// A handle on the lab that `lab up` started in `dir`, for commands that run against it
+    /// later (`lab load`). It can issue users and read its processes; it cannot restart the API
+    /// server (the flags live with the process that started it).
+    pub fn attach(dir: &Path) -> Result<Self> {
+        let lab = LabDir::existing(dir)?;
+        let state = lab.read_state()?.ok_or_else(|| Error::NoLab {
+            dir: dir.to_path_buf(),
+        })?;
+        if let Some(dead) = state.processes.iter().find(|p| !p.is_running()) {
+            return Err(Error::NotRunning {
+                dir: dir.to_path_buf(),
+                process: dead.name.clone(),
+                pid: dead.pid,
+            });
+        }
+        Ok(ControlPlane {
+            pki: Pki::load(&lab.pki())?,
+            dir: lab,
+            state: Mutex::new(state),
+            apiserver: Mutex::default(),
+        })
+    }
+
+    async fn start_processes(&self, binaries: &Binaries, options: &LabOptions) -> Result<()> {
+        self.write_pki()?;
+        self.start_etcd(binaries, options).await?;
+        self.start_apiserver(binaries, options).await?;
+        if options.controllers {
+            self.start_controller_manager(binaries, options).await?;
+        }
+        Ok(())
+    }
+
+    fn write_pki(&self) -> Result<()> {
+        let pki = self.dir.pki();
+        let serving = self.pki.serving_cert()?;
+        let (sa_key, sa_pub) = service_account_keys()?;
+        let authorities = self.pki.files().map(|(name, pem)| (pki.join(name), pem));
+        dir::write_private(&authorities)?;
+        dir::write_private(&[
+            (pki.join("apiserver.crt"), serving.cert_pem),
+            (pki.join("apiserver.key"), serving.key_pem),
+            (pki.join("sa.key"), sa_key),
+            (pki.join("sa.pub"), sa_pub),
+        ])
+    }
+
+    async fn start_etcd(&self, binaries: &Binaries, options: &LabOptions) -> Result<()> {
+        let log = self.dir.log("etcd");
+        let url = on_free_ports("etcd", &log, async || {
+            let (client, peer) = (free_port()?, free_port()?);
+            let args = recipes::etcd(&self.dir.etcd_data(), client, peer);
+            let launch = self.launch_of("etcd", &binaries.etcd, args, options);
+            let addr = format!("127.0.0.1:{client}");
+            self.run(&launch, async || etcd::healthy(&addr).await)
+                .await?;
+            Ok(recipes::etcd_url(client))
+        })
+        .await?;
+        self.state().etcd_url = url;
+        self.save_state()
+    }
+
+    async fn start_apiserver(&self, binaries: &Binaries, options: &LabOptions) -> Result<()> {
+        let log = self.dir.log("kube-apiserver");
+        let launch = on_free_ports("kube-apiserver", &log, async || {
+            let port = free_port()?;
+            let etcd_url = self.etcd_url();
+            let args = recipes::apiserver(
+                &etcd_url,
+                port,
+                &self.dir.pki(),
+                options.max_requests_inflight,
+            );
+            self.state().apiserver_url = recipes::apiserver_url(port);
+            self.issue(ADMIN_USER, &["system:masters"], self.dir.kubeconfig())?;
+            let launch = self.launch_of("kube-apiserver", &binaries.kube_apiserver, args, options);
+            self.run_apiserver(&launch).await?;
+            Ok(launch)
+        })
+        .await?;
+        *lock(&self.apiserver) = Some(launch);
+        Ok(())
+    }
+
+    async fn start_controller_manager(
+        &self,
+        binaries: &Binaries,
+        options: &LabOptions,
+    ) -> Result<()> {
+        let name = "kube-controller-manager";
+        let log = self.dir.log(name);
+        on_free_ports(name, &log, async || {
+            let args =
+                recipes::controller_manager(&self.dir.kubeconfig(), free_port()?, &self.dir.pki());
+            let launch = self.launch_of(name, &binaries.kube_controller_manager, args, options);
+            let client = self.admin_client().await?;
+            // It works once its root-CA publisher has filled `default` with kube-root-ca.crt.
+            let configmaps: kube::Api<ConfigMap> = kube::Api::namespaced(client, "default");
+            self.run(&launch, async || {
+                matches!(configmaps.get_opt("kube-root-ca.crt").await, Ok(Some(_)))
+            })
+            .await
+        })
+        .await
+    }
+
+    fn launch_of(
+        &self,
+        name: &'static str,
+        exe: &Path,
+        args: Vec<String>,
+        options: &LabOptions,
+    ) -> Launch {
+        Launch {
+            name,
+            exe: exe.to_path_buf(),
+            args,
+            log: self.dir.log(name),
+            detached: options.detached,
+            timeout: options.start_timeout,
+        }
+    }
+
+    /// Starts kube-apiserver as `launch` says and waits for `/readyz`.
+    async fn run_apiserver(&self, launch: &Launch) -> Result<()> {
+        let client = self.admin_client().await?;
+        self.run(launch, async || readyz(&client).await).await
+    }
+
+    /// Starts a process, records it in the state file before anything else can fail, and waits
+    /// until `ready`.
+    async fn run(&self, launch: &Launch, ready: impl AsyncFnMut() -> bool) -> Result<()> {
+        let mut child = spawn(&launch.exe, &launch.args, &launch.log, launch.detached)?;
+        {
+            let mut state = self.state();
+            state.processes.retain(|p| p.name != launch.name);
+            state.processes.push(Recorded {
+                name: launch.name.to_owned(),
+                pid: child.id(),
+                exe: launch.exe.clone(),
+            });
+        }
+        self.save_state()?;
+        wait_until(launch, &mut child, ready).await
+    }
+
+    fn state(&self) -> MutexGuard<'_, LabState> {
+        lock(&self.state)
+    }
+
+    fn save_state(&self) -> Result<()> {
+        let state = self.state().clone();
+        self.dir.write_state(&state)
+    }
+
+    fn process(&self, name: &str) -> Option<Recorded> {
+        self.state()
+            .processes
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+    }
+
+    /// Issues a client certificate for `user` in `groups` and writes a kubeconfig using it.
+    fn issue(&self, user: &str, groups: &[&str], kubeconfig: PathBuf) -> Result<PathBuf> {
+        let cert = self.pki.client_cert(user, groups)?;
+        let files = UserFiles::new(&self.dir.users(), user, kubeconfig);
+        let ca = self.dir.pki().join("serving-ca.crt");
+        files.write(&self.apiserver_url(), &ca, user, &cert)?;
+        Ok(files.kubeconfig)
+    }
+
+    /// The admin kubeconfig (`system:masters`).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.kubeconfig()
+    }
+
+    /// The lab's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir.root
+    }
+
+    /// The API server's URL (`https://127.0.0.1:<port>`).
+    pub fn apiserver_url(&self) -> String {
+        self.state().apiserver_url.clone()
+    }
+
+    /// etcd's client URL.
+    pub fn etcd_url(&self) -> String {
+        self.state().etcd_url.clone()
+    }
+
+    /// The processes this lab started.
+    pub fn processes(&self) -> Vec<Recorded> {
+        self.state().processes.clone()
+    }
+
+    /// The pid of one of the lab's processes by name (`etcd`, `kube-apiserver`,
+    /// `kube-controller-manager`); it changes when a process is restarted.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.process(name).map(|p| p.pid)
+    }
+
+    /// A kubeconfig for another user and groups, signed by the lab's client CA — for tests of
+    /// least privilege. The user starts with no RBAC bindings.
+    pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> Result<PathBuf> {
+        let path = self
+            .dir
+            .users()
+            .join(format!("{}.kubeconfig", kubeconfig::file_stem(user)));
+        self.issue(user, groups, path)
+    }
+
+    /// A `kube::Config` for the admin. Only for the lab's own loopback control plane.
+    pub async fn admin_config(&self) -> Result<kube::Config> {
+        config_from(&self.kubeconfig()).await
+    }
+
+    /// A client for the admin user. Only for the lab's own loopback control plane.
+    pub async fn admin_client(&self) -> Result<kube::Client> {
+        lab_client(self.admin_config().await?)
+    }
+
+    /// A client for `user` in `groups` (see [`ControlPlane::kubeconfig_for`]).
+    pub async fn client_for(&self, user: &str, groups: &[&str]) -> Result<kube::Client> {
+        lab_client(config_from(&self.kubeconfig_for(user, groups)?).await?)
+    }
+
+    /// Stops every process this lab started (API server first, etcd last) and removes what the
+    /// lab created in its directory. Safe to call more than once.
+    pub async fn stop(&self) -> Result<()> {
+        stop_recorded(&self.processes()).await;
+        self.dir.remove()
+    }
+}
+
+/// Stops the lab recorded in `dir` (as `fleetwatch lab down` does) and removes what it created
+/// there. Returns the processes that were still running and were stopped.
+pub async fn down(dir: &Path) -> Result<Vec<Recorded>> {
+    let lab = LabDir::existing(dir)?;
+    let processes = lab.read_state()?.unwrap_or_default().processes;
+    let running: Vec<Recorded> = processes
+        .iter()
+        .filter(|p| p.is_running())
+        .cloned()
+        .collect();
+    stop_recorded(&processes).await;
+    lab.remove()?;
+    Ok(running)
+}
+
+/// The state of the lab in `dir`, if there is one.
+pub fn read_state_in(dir: &Path) -> Result<Option<LabState>> {
+    match LabDir::existing(dir) {
+        Ok(lab) => lab.read_state(),
+        Err(Error::NoLab { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The one place a `kube::Client` is built from a lab kubeconfig: the lab's own loopback control
+/// plane, bootstrapping before any budgeted client exists.
+#[allow(clippy::disallowed_methods)]
+fn lab_client(config: kube::Config) -> Result<kube::Client> {
+    kube::Client::try_from(config).map_err(Error::Connect)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data stays consistent across a panic elsewhere (each update is one assignment).
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Stops the processes last started first (kube-apiserver before etcd).
+async fn stop_recorded(processes: &[Recorded]) {
+    for process in processes.iter().rev() {
+        process.terminate(STOP_GRACE).await;
+    }
+}
+
+async fn readyz(client: &kube::Client) -> bool {
+    let Ok(request) = http::Request::get("/readyz").body(Vec::new()) else {
+        return false;
+    };
+    matches!(client.request_text(request).await, Ok(body) if body.trim() == "ok")
+}

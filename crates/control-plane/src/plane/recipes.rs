@@ -1,0 +1,90 @@
+//! The command lines of the lab's processes (envtest's recipe, see
+//! `shared/design/REAL_CONTROL_PLANE.md`): loopback only, TLS with the lab's CAs, RBAC.
+
+use std::path::Path;
+
+/// etcd on loopback, fsync off (test data), an 8 GiB quota for large labs.
+pub(crate) fn etcd(data: &Path, client_port: u16, peer_port: u16) -> Vec<String> {
+    let url = etcd_url(client_port);
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    vec![
+        "--name=lab".to_owned(),
+        format!("--data-dir={}", data.display()),
+        format!("--listen-client-urls={url}"),
+        format!("--advertise-client-urls={url}"),
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--initial-cluster=lab={peer}"),
+        "--unsafe-no-fsync=true".to_owned(),
+        "--quota-backend-bytes=8589934592".to_owned(),
+        "--log-level=warn".to_owned(),
+    ]
+}
+
+pub(crate) fn etcd_url(client_port: u16) -> String {
+    format!("http://127.0.0.1:{client_port}")
+}
+
+pub(crate) fn apiserver_url(port: u16) -> String {
+    format!("https://127.0.0.1:{port}")
+}
+
+/// kube-apiserver on loopback at `port`, with the lab's certificates in `pki`.
+/// `inflight`: `--max-requests-inflight` and `--max-mutating-requests-inflight`.
+pub(crate) fn apiserver(
+    etcd_url: &str,
+    port: u16,
+    pki: &Path,
+    inflight: Option<(u32, u32)>,
+) -> Vec<String> {
+    let file = |f: &str| pki.join(f).display().to_string();
+    let url = apiserver_url(port);
+    let mut args = vec![
+        format!("--etcd-servers={etcd_url}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--secure-port={port}"),
+        format!("--cert-dir={}", pki.display()),
+        format!("--tls-cert-file={}", file("apiserver.crt")),
+        format!("--tls-private-key-file={}", file("apiserver.key")),
+        format!("--client-ca-file={}", file("client-ca.crt")),
+        "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+        "--allow-privileged=true".to_owned(),
+        "--authorization-mode=RBAC".to_owned(),
+        "--disable-admission-plugins=ServiceAccount".to_owned(),
+        format!("--service-account-issuer={url}/"),
+        format!("--service-account-key-file={}", file("sa.pub")),
+        format!("--service-account-signing-key-file={}", file("sa.key")),
+        "--profiling=false".to_owned(),
+    ];
+    if let Some((all, mutating)) = inflight {
+        args.push(format!("--max-requests-inflight={all}"));
+        args.push(format!("--max-mutating-requests-inflight={mutating}"));
+    }
+    args
+}
+
+/// kube-controller-manager as the admin (`kubeconfig`), serving on loopback at `port`.
+pub(crate) fn controller_manager(kubeconfig: &Path, port: u16, pki: &Path) -> Vec<String> {
+    let kubeconfig = kubeconfig.display();
+    vec![
+        format!("--kubeconfig={kubeconfig}"),
+        format!("--authentication-kubeconfig={kubeconfig}"),
+        format!("--authorization-kubeconfig={kubeconfig}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--secure-port={port}"),
+        format!("--cert-dir={}", pki.join("kcm").display()),
+        format!("--root-ca-file={}", pki.join("serving-ca.crt").display()),
+        format!(
+            "--service-account-private-key-file={}",
+            pki.join("sa.key").display()
+        ),
+        "--leader-elect=false".to_owned(),
+        "--use-service-account-credentials=false".to_owned(),
+        // No kubelets renew these nodes' leases: the node lifecycle controller would mark every
+        // synthetic node NotReady and evict its pods. The synthetic pods' owning ReplicaSets
+        // must stay inert too, or their controller would add and delete pods while the lab
+        // fills them.
+        "--controllers=*,-node-lifecycle-controller,-node-ipam-controller,-replicaset-controller"
+            .to_owned(),
+    ]
+}
