@@ -217,3 +217,80 @@ pub(crate) fn fit_cpu(net: &[Net], base: &Calibration) -> [Coefficient; 4] {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(c: &Coefficient) -> &str {
+        match &c.outcome {
+            Outcome::NotMeasured { reason } => reason,
+            Outcome::Measured { .. } => panic!("{} measured: {c:?}", c.key),
+        }
+    }
+
+    #[test]
+    fn costs_whose_counters_move_in_step_cannot_be_told_apart() {
+        // Every run LISTs the same number of objects per LIST, so LISTs and objects listed
+        // from the cache are one column up to a factor.
+        let (per_list, per_object, per_event, objects_per_list) = (2e-3, 4e-6, 8e-6, 1_000.0);
+        let net: Vec<Net> = [(10.0, 500.0), (40.0, 100.0), (90.0, 9_000.0), (20.0, 0.0)]
+            .into_iter()
+            .map(|(lists, events)| {
+                let from_cache = lists * objects_per_list;
+                let cpu = per_list * lists + per_object * from_cache + per_event * events;
+                Net {
+                    seconds: 60.0,
+                    total_cpu: cpu + 1.0,
+                    cpu,
+                    lists,
+                    from_cache,
+                    from_etcd: 0.0,
+                    list_seconds: 0.0,
+                    events,
+                    rss: 0.0,
+                }
+            })
+            .collect();
+        // A base that charges less per cached object than the truth, so that the LISTs absorb
+        // the difference.
+        let mut base = Calibration::default();
+        base.api_server.cpu_seconds_per_object_listed_from_cache = per_object / 4.0;
+        let [list, etcd, cache, watch] = fit_cpu(&net, &base);
+        assert!(matches!(list.outcome, Outcome::Measured { .. }), "{list:?}");
+        assert!(
+            reason(&etcd).starts_with("`pods_listed_from_etcd` is 0"),
+            "{etcd:?}"
+        );
+        assert_eq!(
+            reason(&cache),
+            "`pods_listed − pods_listed_from_etcd` moves in step with `pod_lists` across these \
+             4 runs, so their costs cannot be told apart"
+        );
+        assert_eq!(
+            cache.value(),
+            base.api_server.cpu_seconds_per_object_listed_from_cache
+        );
+        // Held at its base value, the cache cost is taken out before the others are fitted.
+        let list_cost = per_list + (per_object - cache.value()) * objects_per_list;
+        let fitted = list.value();
+        assert!(
+            ((fitted - list_cost) / list_cost).abs() < 0.01,
+            "{fitted} vs {list_cost}"
+        );
+        let fitted = watch.value();
+        assert!(
+            ((fitted - per_event) / per_event).abs() < 0.01,
+            "{fitted} vs {per_event}"
+        );
+    }
+
+    #[test]
+    fn without_runs_besides_idle_nothing_is_measured() {
+        let base = Calibration::default();
+        for c in fit_cpu(&[], &base) {
+            assert_eq!(reason(&c), "no run besides idle");
+            assert_eq!((c.runs, c.value()), (0, c.base));
+        }
+    }
+}

@@ -449,22 +449,35 @@ mod tests {
         assert_eq!(keys, want, "{report}");
     }
 
-    #[test]
-    fn a_cost_at_zero_keeps_its_base_value() {
-        // An API server whose watch events cost nothing, measured exactly: the file keeps the
-        // base value rather than a cost the runs cannot resolve.
-        let key = "api_server.cpu_seconds_per_watch_event";
-        let base_toml = base_with(&[(key, 7.5e-6)]);
-        let base = parse(&base_toml);
+    const WATCH: &str = "api_server.cpu_seconds_per_watch_event";
+
+    /// A sweep of an API server whose watch events cost nothing, with `noise`, fitted from a
+    /// base that sets its own watch-event cost; and that base.
+    fn fit_free_watch_events(noise: f64) -> (Fitted, Calibration) {
+        let base_toml = base_with(&[(WATCH, 7.5e-6)]);
         let truth = Truth {
             per_watch_event: 0.0,
             ..Truth::default()
         };
-        let fitted = fit_runs(&synthetic(&truth, &SweepSpec::default()), &base_toml);
-        let reason = not_measured_reason(&fitted, key);
+        let spec = SweepSpec {
+            noise,
+            ..SweepSpec::default()
+        };
+        (
+            fit_runs(&synthetic(&truth, &spec), &base_toml),
+            parse(&base_toml),
+        )
+    }
+
+    #[test]
+    fn a_cost_at_zero_keeps_its_base_value() {
+        // Measured exactly, the best fit is 0: the file keeps the base value rather than a cost
+        // the runs cannot resolve.
+        let (fitted, base) = fit_free_watch_events(0.0);
+        let reason = not_measured_reason(&fitted, WATCH);
         assert!(reason.contains("puts it at 0"), "{reason}");
         let base_value = base.api_server.cpu_seconds_per_watch_event;
-        assert_eq!(coefficient(&fitted, key).value(), base_value);
+        assert_eq!(coefficient(&fitted, WATCH).value(), base_value);
         assert_eq!(
             fitted.calibration.api_server.cpu_seconds_per_watch_event,
             base_value
@@ -473,19 +486,9 @@ mod tests {
 
     #[test]
     fn with_noise_a_cost_at_zero_is_measured_only_within_its_error() {
-        let key = "api_server.cpu_seconds_per_watch_event";
-        let base_toml = base_with(&[(key, 7.5e-6)]);
-        let base = parse(&base_toml);
-        let truth = Truth {
-            per_watch_event: 0.0,
-            ..Truth::default()
-        };
-        let spec = SweepSpec {
-            noise: 0.002,
-            ..SweepSpec::default()
-        };
-        let fitted = fit_runs(&synthetic(&truth, &spec), &base_toml);
-        let watch = coefficient(&fitted, key);
+        let noise = 0.002;
+        let (fitted, base) = fit_free_watch_events(noise);
+        let watch = coefficient(&fitted, WATCH);
         match &watch.outcome {
             Outcome::NotMeasured { .. } => {
                 assert_eq!(watch.value(), base.api_server.cpu_seconds_per_watch_event);
@@ -495,7 +498,7 @@ mod tests {
             Outcome::Measured { value, quality } => {
                 let se = quality.relative_standard_error.expect("spare runs") * value;
                 assert!(*value <= 3.0 * se, "{watch:?}");
-                assert!(quality.relative_rms <= spec.noise, "{watch:?}");
+                assert!(quality.relative_rms <= noise, "{watch:?}");
             }
         }
     }
@@ -524,7 +527,12 @@ mod tests {
                 bytes_per_cached_object,
                 ..Truth::default()
             };
-            let spec = SweepSpec { node_lists_from_etcd: true, noise, seed, ..SweepSpec::default() };
+            let spec = SweepSpec {
+                node_lists_from_etcd: true,
+                noise,
+                seed,
+                ..SweepSpec::default()
+            };
             let fitted = fit(&sweep(&synthetic(&truth, &spec)), DEFAULT_TOML, "p");
             prop_assert!(fitted.is_ok(), "{fitted:?}");
             let fitted = fitted.expect("checked");

@@ -81,33 +81,34 @@ impl FromStr for Pattern {
     }
 }
 
-/// One run of the sweep: what it did and what it cost the API server, from the CSV columns of
-/// the same names. Counters are increases over the run's `seconds`.
+/// One run of the sweep, from the CSV columns of the same names: the cluster, how long the run
+/// lasted, and what it cost the API server. Counters are increases over the run's `seconds`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
+    /// Which client pattern ran; the idle runs are the background the others are taken net of.
     pub pattern: Pattern,
-    /// Synthetic nodes (positive) and pods in the cluster.
+    /// The cluster: nodes (at least one) and pods; pods + nodes is what the watch cache holds.
     pub nodes: usize,
     pub pods: usize,
-    /// The run's length (positive).
+    /// The run's length in seconds (positive): rates of runs of different lengths compare.
     pub seconds: f64,
+    /// What the CPU fit explains (CPU seconds) and the memory fits' peak RSS (bytes).
     pub apiserver_cpu_seconds: f64,
     pub apiserver_peak_rss_bytes: u64,
-    /// Pod LISTs served, the pods they returned, and of those the pods read from etcd (no
-    /// more than were returned).
+    /// The CPU fit's unknowns' counters: LISTs, the pods they returned, those of them read
+    /// from etcd (never more than returned; the rest came from the watch cache), and the watch
+    /// events sent.
     pub pod_lists: u64,
     pub pods_listed: u64,
     pub pods_listed_from_etcd: u64,
-    /// Seconds pod LISTs spent in the API server, summed.
-    pub pod_list_seconds: f64,
-    /// Watch events sent to watchers, all resources.
     pub watch_events_sent: u64,
-    /// APF's estimated seats in the agents' priority level, summed, and the requests they were
-    /// for (LISTs and everything else in that level, e.g. the probe's GETs).
+    /// Summed seconds LISTs were in flight: over `seconds`, the mean LISTs in flight.
+    pub pod_list_seconds: f64,
+    /// The seat fit's inputs: APF's seats summed over the agents' priority level, the requests
+    /// they were for (LISTs and the probe's GETs), and the requests rejected with 429 (in
+    /// naive-list runs the agents' LISTs, whose seats APF estimated before rejecting them).
     pub agent_level_seats: f64,
     pub agent_level_requests: u64,
-    /// Requests the API server rejected with 429; in `naive-list` runs, the agents' LISTs
-    /// (APF estimated their seats before rejecting them).
     pub throttled_429: u64,
 }
 
@@ -123,15 +124,14 @@ impl Run {
         "pod_lists",
         "pods_listed",
         "pods_listed_from_etcd",
-        "pod_list_seconds",
         "watch_events_sent",
+        "pod_list_seconds",
         "agent_level_seats",
         "agent_level_requests",
         "throttled_429",
     ];
 
     fn read(row: &Row<'_>) -> Result<Run, Problem> {
-        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
         let run = Run {
             pattern: row.parse("pattern")?,
             nodes: row.checked("nodes", "a positive count", |n: usize| n > 0)?,
@@ -139,26 +139,14 @@ impl Run {
             seconds: row.checked("seconds", "a positive number", |v: f64| {
                 v.is_finite() && v > 0.0
             })?,
-            apiserver_cpu_seconds: row.checked(
-                "apiserver_cpu_seconds",
-                "a non-negative number",
-                non_negative,
-            )?,
+            apiserver_cpu_seconds: row.non_negative("apiserver_cpu_seconds")?,
             apiserver_peak_rss_bytes: row.parse("apiserver_peak_rss_bytes")?,
             pod_lists: row.parse("pod_lists")?,
             pods_listed: row.parse("pods_listed")?,
             pods_listed_from_etcd: row.parse("pods_listed_from_etcd")?,
-            pod_list_seconds: row.checked(
-                "pod_list_seconds",
-                "a non-negative number",
-                non_negative,
-            )?,
             watch_events_sent: row.parse("watch_events_sent")?,
-            agent_level_seats: row.checked(
-                "agent_level_seats",
-                "a non-negative number",
-                non_negative,
-            )?,
+            pod_list_seconds: row.non_negative("pod_list_seconds")?,
+            agent_level_seats: row.non_negative("agent_level_seats")?,
             agent_level_requests: row.parse("agent_level_requests")?,
             throttled_429: row.parse("throttled_429")?,
         };
@@ -261,14 +249,14 @@ pub enum InputError {
         error: std::io::Error,
     },
     #[error(
-        "{}:1: column{} {}: missing from the header; expected the CSV `fleetwatch lab sweep` \
-         writes",
-        path.display(),
+        "{}column{} {}: missing from the header; expected the CSV `fleetwatch lab sweep` writes",
+        location(path, *line, None),
         if columns.len() == 1 { "" } else { "s" },
         columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
     )]
     MissingColumns {
         path: PathBuf,
+        line: Option<u64>,
         columns: Vec<&'static str>,
     },
     /// A row (or the header) that does not read or check: `FILE:LINE: column `name`: what`.
@@ -355,6 +343,7 @@ impl Header {
         } else {
             Err(InputError::MissingColumns {
                 path: path.to_owned(),
+                line: names.position().map(csv::Position::line),
                 columns: missing,
             })
         }
@@ -388,6 +377,13 @@ impl Row<'_> {
             .and_then(|&i| self.record.get(i))
             .ok_or_else(|| problem("not in the header".to_owned()))?;
         text.parse().map_err(|e| problem(format!("`{text}`: {e}")))
+    }
+
+    /// A finite number, 0 or more.
+    fn non_negative(&self, column: &'static str) -> Result<f64, Problem> {
+        self.checked(column, "a non-negative number", |v: f64| {
+            v.is_finite() && v >= 0.0
+        })
     }
 
     /// The field, which must pass `ok`: `must_be` says what it must be.

@@ -4,8 +4,8 @@
 //! contract with the load lab, so this crate does not depend on it); the fits of the API
 //! server's CPU, memory and APF-seat coefficients; and what comes out — the calibration text,
 //! which keeps the base file's comments, a report per coefficient, and the file's `source` line.
-//! It depends on `fleetwatch-sim` only for its [`Calibration`], to parse and validate the base file
-//! and what it writes.
+//! It depends on `fleetwatch-sim` only for its [`Calibration`], to parse and validate the base
+//! file and what it writes.
 //! Must not: do any I/O but reading the sweep CSV it is given ([`Sweep::read`]), read a clock or
 //! the environment, or use randomness. The caller — `fleetwatch lab calibrate` — reads the base
 //! file, gives the Kubernetes version and the time, prints the report and writes the file; the

@@ -46,18 +46,7 @@ pub(crate) fn slope_through_origin(x: &[f64], y: &[f64]) -> Option<(f64, Quality
     }
     let k = dot(x, y) / xx;
     let residuals: Vec<f64> = x.iter().zip(y).map(|(x, y)| y - k * x).collect();
-    let dof = x.len().saturating_sub(1);
-    let se = (dof > 0 && k != 0.0)
-        .then(|| (dot(&residuals, &residuals) / dof as f64 / xx).sqrt() / k.abs());
-    Some((
-        k,
-        Quality {
-            relative_rms: relative_rms(&residuals, y),
-            r_squared: r_squared(&residuals, y),
-            relative_standard_error: se,
-            note: None,
-        },
-    ))
+    Some(slope_fit(k, &residuals, y, xx, 1))
 }
 
 /// Least squares `y ≈ a + k·x`: `k` and the fit's quality, or `None` unless `x` varies.
@@ -76,18 +65,22 @@ pub(crate) fn slope_with_intercept(x: &[f64], y: &[f64]) -> Option<(f64, Quality
         / sxx;
     let a = my - k * mx;
     let residuals: Vec<f64> = x.iter().zip(y).map(|(x, y)| y - a - k * x).collect();
-    let dof = x.len().saturating_sub(2);
+    Some(slope_fit(k, &residuals, y, sxx, 2))
+}
+
+/// A fitted slope `k` with the quality of its fit to `y`: `spread` is what its standard error
+/// divides by (Σx², or Σ(x − x̄)² with an intercept), `unknowns` the parameters fitted.
+fn slope_fit(k: f64, residuals: &[f64], y: &[f64], spread: f64, unknowns: usize) -> (f64, Quality) {
+    let dof = y.len().saturating_sub(unknowns);
     let se = (dof > 0 && k != 0.0)
-        .then(|| (dot(&residuals, &residuals) / dof as f64 / sxx).sqrt() / k.abs());
-    Some((
-        k,
-        Quality {
-            relative_rms: relative_rms(&residuals, y),
-            r_squared: r_squared(&residuals, y),
-            relative_standard_error: se,
-            note: None,
-        },
-    ))
+        .then(|| (dot(residuals, residuals) / dof as f64 / spread).sqrt() / k.abs());
+    let quality = Quality {
+        relative_rms: relative_rms(residuals, y),
+        r_squared: r_squared(residuals, y),
+        relative_standard_error: se,
+        note: None,
+    };
+    (k, quality)
 }
 
 /// Householder QR of the columns `a` (each as long as `b`), applied to `b` as well: returns the

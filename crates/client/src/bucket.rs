@@ -82,8 +82,16 @@ mod tests {
         tokio::time::advance(Duration::from_millis(200)).await;
         assert_eq!(bucket.wait_until(1.0), Duration::ZERO);
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(bucket.wait_until(10.0), Duration::ZERO, "refilled to capacity");
-        assert_eq!(bucket.wait_until(11.0), Duration::from_millis(200), "never past it");
+        assert_eq!(
+            bucket.wait_until(10.0),
+            Duration::ZERO,
+            "refilled to capacity"
+        );
+        assert_eq!(
+            bucket.wait_until(11.0),
+            Duration::from_millis(200),
+            "never past it"
+        );
         bucket.take(100.0);
         assert!(bucket.wait_until(0.0) > Duration::from_secs(17), "in debt");
     }

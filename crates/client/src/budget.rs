@@ -102,7 +102,10 @@ mod tests {
         let mut asks_for_more = settings.clone();
         asks_for_more.requests_per_minute = u32::MAX;
         let applied = asks_for_more.validated().expect("valid");
-        assert!(first.admits(&applied).is_ok(), "more than the hard maximum is the maximum");
+        assert!(
+            first.admits(&applied).is_ok(),
+            "more than the hard maximum is the maximum"
+        );
 
         let mut lower = settings;
         lower.requests_per_minute = 600;

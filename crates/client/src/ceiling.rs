@@ -246,12 +246,18 @@ mod tests {
         }
         assert!(matches!(
             ceiling.admit(Priority::Background, wait).await,
-            Err(Error::Shed { priority: Priority::Background, .. })
+            Err(Error::Shed {
+                priority: Priority::Background,
+                ..
+            })
         ));
         assert!(hits.has_changed().expect("sender alive"));
         let start = Instant::now();
         let normal = |ceiling: Arc<Ceiling>| async move {
-            ceiling.admit(Priority::Normal, wait).await.map(|()| start.elapsed())
+            ceiling
+                .admit(Priority::Normal, wait)
+                .await
+                .map(|()| start.elapsed())
         };
         let (first, second) = tokio::join!(normal(ceiling.clone()), normal(ceiling.clone()));
         assert_eq!(first.ok(), Some(Duration::from_secs(1)));
@@ -281,10 +287,16 @@ mod tests {
         // 60 MiB a minute: 1 MiB/s, 5 MiB in the bucket.
         let ceiling = ceiling(1_200, 60 << 20);
         let wait = Duration::from_secs(10);
-        ceiling.admit(Priority::Normal, wait).await.expect("admitted");
+        ceiling
+            .admit(Priority::Normal, wait)
+            .await
+            .expect("admitted");
         ceiling.bytes.take(f64::from(8 << 20));
         let start = Instant::now();
-        ceiling.admit(Priority::Normal, wait).await.expect("admitted");
+        ceiling
+            .admit(Priority::Normal, wait)
+            .await
+            .expect("admitted");
         assert_eq!(start.elapsed(), Duration::from_secs(3));
         ceiling.bytes.take(f64::from(1 << 20));
         assert!(ceiling.admit(Priority::Background, wait).await.is_err());

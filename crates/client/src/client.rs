@@ -321,11 +321,14 @@ mod tests {
         let settings = Settings::new("unit");
         let budget = Budget::separate_for_emulated_process(&settings).expect("budget");
         let wire = fake_api(|_| Response::new(TestBody::full("ok")));
-        let connect = |server: &str| {
-            Client::over(wire.clone(), &settings, &budget, endpoint(server))
-        };
-        let a = connect("https://replica-a.invalid").await.expect("client a");
-        let b = connect("https://replica-b.invalid").await.expect("client b");
+        let connect =
+            |server: &str| Client::over(wire.clone(), &settings, &budget, endpoint(server));
+        let a = connect("https://replica-a.invalid")
+            .await
+            .expect("client a");
+        let b = connect("https://replica-b.invalid")
+            .await
+            .expect("client b");
         for client in [&a, &b] {
             client.scrape("/readyz").await.expect("readyz");
         }
@@ -333,7 +336,11 @@ mod tests {
         let text = encoded(&a);
         let families: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
         let distinct: BTreeSet<&str> = families.iter().copied().collect();
-        assert_eq!(families.len(), distinct.len(), "a family registered twice:\n{text}");
+        assert_eq!(
+            families.len(),
+            distinct.len(),
+            "a family registered twice:\n{text}"
+        );
         for path in ["/version", "/readyz"] {
             let line = format!(
                 "fleetwatch_client_requests_total{{verb=\"get\",resource=\"{path}\",code=\"200\"}} 2"
@@ -344,7 +351,11 @@ mod tests {
             let line = format!("fleetwatch_client_concurrency_limit{{server=\"{server}\"}} ");
             assert!(text.contains(&line), "{line} missing from\n{text}");
         }
-        assert_eq!(encoded(&b), text, "both clients export the same, single set");
+        assert_eq!(
+            encoded(&b),
+            text,
+            "both clients export the same, single set"
+        );
     }
 
     /// A kubeconfig for `server` with a token user, in the temporary directory.
@@ -379,10 +390,16 @@ mod tests {
 
         let (url, _) = not_tls_server().await;
         let e = connect("not-tls", &url).await.expect_err("not TLS");
-        assert!(matches!(&e, Error::Certificate { server, .. } if *server == url), "{e:?}");
+        assert!(
+            matches!(&e, Error::Certificate { server, .. } if *server == url),
+            "{e:?}"
+        );
 
         let url = format!("https://127.0.0.1:{}", closed_port());
         let e = connect("closed", &url).await.expect_err("nothing listens");
-        assert!(matches!(&e, Error::Unreachable { server, .. } if *server == url), "{e:?}");
+        assert!(
+            matches!(&e, Error::Unreachable { server, .. } if *server == url),
+            "{e:?}"
+        );
     }
 }

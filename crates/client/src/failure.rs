@@ -44,9 +44,7 @@ pub(crate) fn of(error: &(dyn Error + 'static)) -> Failure {
 }
 
 /// `error` and every error below it, looking inside `io::Error`s too.
-fn causes<'a>(
-    error: &'a (dyn Error + 'static),
-) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+fn causes<'a>(error: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
     std::iter::successors(Some(error), |&e| {
         let wrapped = e
             .downcast_ref::<io::Error>()
@@ -81,7 +79,11 @@ mod tests {
             io::ErrorKind::InvalidData,
             "invalid peer certificate: UnknownIssuer",
         );
-        assert_eq!(of(&error), Failure::Other, "no connect error: not a TLS handshake");
+        assert_eq!(
+            of(&error),
+            Failure::Other,
+            "no connect error: not a TLS handshake"
+        );
         let error = io::Error::other("certificate");
         assert_eq!(of(&error), Failure::Other);
     }

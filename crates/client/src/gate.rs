@@ -97,7 +97,11 @@ impl Gate {
     /// Lets a request of `priority` in now, queues it if its wait — behind every waiter of the
     /// same or a more urgent priority — is at most `max_wait` as things stand, or refuses it
     /// with that wait.
-    pub(crate) fn enter(&self, priority: Priority, max_wait: Duration) -> Result<Entry<'_>, Duration> {
+    pub(crate) fn enter(
+        &self,
+        priority: Priority,
+        max_wait: Duration,
+    ) -> Result<Entry<'_>, Duration> {
         let mut queue = self.queue();
         let place = (priority, queue.arrivals);
         queue.arrivals += 1;
@@ -133,7 +137,10 @@ impl Gate {
 
     /// How long until the bucket holds `tokens` and nothing holds requests back.
     fn wait_for(&self, tokens: f64) -> Duration {
-        let debt = self.debt.as_ref().map_or(Duration::ZERO, |d| d.wait_until(0.0));
+        let debt = self
+            .debt
+            .as_ref()
+            .map_or(Duration::ZERO, |d| d.wait_until(0.0));
         debt.max(self.tokens.wait_until(tokens))
     }
 
@@ -203,7 +210,10 @@ mod tests {
     /// A gate of one token a second, holding one, with its token taken.
     fn empty_gate() -> Arc<Gate> {
         let gate = Arc::new(Gate::new(Bucket::new(1.0, 1.0)));
-        assert!(matches!(gate.enter(Priority::Background, Duration::ZERO), Ok(Entry::Now)));
+        assert!(matches!(
+            gate.enter(Priority::Background, Duration::ZERO),
+            Ok(Entry::Now)
+        ));
         gate
     }
 
@@ -252,7 +262,8 @@ mod tests {
             panic!("the second normal request waits two seconds");
         };
         assert_eq!(
-            gate.enter(Priority::Normal, Duration::from_millis(2_500)).err(),
+            gate.enter(Priority::Normal, Duration::from_millis(2_500))
+                .err(),
             Some(Duration::from_secs(3)),
             "a third would wait three seconds: refused"
         );
@@ -274,7 +285,11 @@ mod tests {
         let start = Instant::now();
         let (first, second) = tokio::join!(first.wait(), second.wait());
         assert_eq!((first, second), (Ok(()), Err(Late)));
-        assert_eq!(start.elapsed(), limit, "the late one gave up at its deadline");
+        assert_eq!(
+            start.elapsed(),
+            limit,
+            "the late one gave up at its deadline"
+        );
         critical.await.expect("critical requests pass");
     }
 
@@ -287,7 +302,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(500)).await;
         drop(head);
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert_eq!(*log.lock().expect("log"), [("next", Duration::from_secs(1))]);
+        assert_eq!(
+            *log.lock().expect("log"),
+            [("next", Duration::from_secs(1))]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -307,7 +307,10 @@ impl Registry {
             ListStrategy::CachedList
         };
         let task = Task {
-            api: (watch.api)(upstream.kube, watch.namespace.as_deref().unwrap_or_default()),
+            api: (watch.api)(
+                upstream.kube,
+                watch.namespace.as_deref().unwrap_or_default(),
+            ),
             config: watcher::Config {
                 label_selector: watch.labels,
                 field_selector: watch.fields,
@@ -442,7 +445,12 @@ struct Handler<S, T> {
 }
 
 impl<S: Resource, T> Handler<S, T> {
-    fn new(project: fn(&S) -> T, metrics: Metrics, resource: String, strategy: ListStrategy) -> Self {
+    fn new(
+        project: fn(&S) -> T,
+        metrics: Metrics,
+        resource: String,
+        strategy: ListStrategy,
+    ) -> Self {
         Handler {
             project,
             metrics,
@@ -615,7 +623,9 @@ mod tests {
     }
 
     fn status(code: u16) -> Box<Status> {
-        Status::failure("from the test", "Test").with_code(code).boxed()
+        Status::failure("from the test", "Test")
+            .with_code(code)
+            .boxed()
     }
 
     /// A handler and its informer's shared state, fed by [`feed`] as the task would.
@@ -641,7 +651,13 @@ mod tests {
 
         async fn feed(&mut self, events: Vec<watcher::Result<Event<ConfigMap>>>) -> Ended {
             let weak = Arc::downgrade(&self.shared);
-            feed(&mut self.handler, &weak, stream::iter(events), &mut self.backoff).await
+            feed(
+                &mut self.handler,
+                &weak,
+                stream::iter(events),
+                &mut self.backoff,
+            )
+            .await
         }
 
         fn store(&self) -> BTreeMap<String, String> {
@@ -665,7 +681,10 @@ mod tests {
             Ok(Event::InitApply(cm("b", "1"))),
         ])
         .await;
-        assert!(fed.store().is_empty() && !fed.stats().synced, "a list in progress is not the store");
+        assert!(
+            fed.store().is_empty() && !fed.stats().synced,
+            "a list in progress is not the store"
+        );
         fed.feed(vec![Ok(Event::InitDone)]).await;
         assert_eq!(fed.store(), expect(&[("a", "1"), ("b", "1")]));
         assert!(fed.stats().synced);
@@ -694,8 +713,11 @@ mod tests {
         fed.feed(list("first")).await;
         // Errors kube's watcher recovers from by itself do not relist.
         let forbidden = watcher::Error::WatchStartFailed(kube::Error::Api(status(403)));
-        fed.feed(vec![Err(forbidden), Err(watcher::Error::WatchError(status(500)))])
-            .await;
+        fed.feed(vec![
+            Err(forbidden),
+            Err(watcher::Error::WatchError(status(500))),
+        ])
+        .await;
         assert_eq!(fed.stats().lists, 1);
         // A 410 in the stream: kube relists.
         let gone = || Err(watcher::Error::WatchError(status(410)));
@@ -711,7 +733,11 @@ mod tests {
         ])
         .await;
         fed.feed(list("retried")).await;
-        assert_eq!(fed.store(), expect(&[("retried", "1")]), "the partial list was dropped");
+        assert_eq!(
+            fed.store(),
+            expect(&[("retried", "1")]),
+            "the partial list was dropped"
+        );
         // A list with nothing to explain it.
         fed.feed(list("unexplained")).await;
         let relists = Relists {
@@ -721,7 +747,12 @@ mod tests {
         };
         assert_eq!((fed.stats().lists, fed.stats().relists), (5, relists));
         let text = metrics_text(&fed.metrics);
-        for (reason, n) in [("initial", 1), ("gone", 2), ("list_incomplete", 1), ("other", 1)] {
+        for (reason, n) in [
+            ("initial", 1),
+            ("gone", 2),
+            ("list_incomplete", 1),
+            ("other", 1),
+        ] {
             let line = format!(
                 "fleetwatch_client_informer_lists_total{{resource=\"configmaps\",reason=\"{reason}\"}} {n}"
             );
@@ -756,7 +787,10 @@ mod tests {
     async fn feeding_stops_when_the_informer_is_dropped() {
         let mut fed = Fed::new(ListStrategy::CachedList);
         let weak = Arc::downgrade(&fed.shared);
-        drop(std::mem::replace(&mut fed.shared, Arc::new(Shared::new("other".into()))));
+        drop(std::mem::replace(
+            &mut fed.shared,
+            Arc::new(Shared::new("other".into())),
+        ));
         let events = stream::iter(vec![Ok(Event::Init)]);
         assert_eq!(
             feed(&mut fed.handler, &weak, events, &mut fed.backoff).await,
@@ -814,7 +848,7 @@ mod tests {
     /// resumes from, and only a 410 makes it list again.
     #[tokio::test]
     async fn over_kube_s_watcher_watches_resume_from_the_last_resource_version_and_only_410_relists()
-    {
+     {
         let lists = VecDeque::from([
             (10, vec![config_map("a", "1", 5), config_map("b", "1", 6)]),
             (30, vec![config_map("a", "3", 25)]),
@@ -851,7 +885,11 @@ mod tests {
         };
         until(expect(&[("a", "1"), ("b", "1")])).await;
         let list_query = queries.lock().expect("queries")[0].clone();
-        assert_eq!(resource_version(&list_query), Some("0"), "from the watch cache: {list_query}");
+        assert_eq!(
+            resource_version(&list_query),
+            Some("0"),
+            "from the watch cache: {list_query}"
+        );
         assert!(!list_query.contains("limit="), "unpaginated: {list_query}");
 
         let (query, events) = opened.recv().await.expect("a watch");
@@ -860,7 +898,10 @@ mod tests {
             ("ADDED", config_map("c", "1", 11)),
             ("MODIFIED", config_map("a", "2", 12)),
             ("DELETED", config_map("b", "1", 13)),
-            ("BOOKMARK", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"resourceVersion": "20"}})),
+            (
+                "BOOKMARK",
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"resourceVersion": "20"}}),
+            ),
         ] {
             events.send(event(kind, &object)).expect("watch open");
         }

@@ -233,9 +233,7 @@ mod tests {
         let (layer, metrics) = layer();
         for (header, secs) in [("3", 3), (" 7 ", 7), ("600", MAX_RETRY_AFTER.as_secs())] {
             let at_least = Duration::from_secs(secs);
-            let delay = layer
-                .delay(&response(429, Some(header)))
-                .expect("retried");
+            let delay = layer.delay(&response(429, Some(header))).expect("retried");
             assert!(
                 at_least <= delay && delay <= at_least.mul_f64(1.1),
                 "Retry-After {header:?}: waited {delay:?}"
@@ -243,10 +241,11 @@ mod tests {
         }
         // Not a number of seconds: the backoff decides.
         for header in ["Wed, 21 Oct 2015 07:28:00 GMT", "-1", "soon", ""] {
-            let delay = layer
-                .delay(&response(503, Some(header)))
-                .expect("retried");
-            assert!(delay <= MIN_BACKOFF * 4, "Retry-After {header:?}: waited {delay:?}");
+            let delay = layer.delay(&response(503, Some(header))).expect("retried");
+            assert!(
+                delay <= MIN_BACKOFF * 4,
+                "Retry-After {header:?}: waited {delay:?}"
+            );
         }
         let text = metrics_text(&metrics);
         for (reason, n) in [("retry_after", 3), ("backoff", 4)] {
@@ -261,16 +260,19 @@ mod tests {
         let (tls, metrics) = layer();
         let result = tls.layer(https_wire(&url)).oneshot(get()).await;
         assert!(result.is_err(), "a server that does not speak TLS");
-        assert_eq!(accepted.load(Ordering::Relaxed), 1, "the TLS failure was retried");
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            1,
+            "the TLS failure was retried"
+        );
         assert!(!metrics_text(&metrics).contains("fleetwatch_client_retries_total{"));
 
         let (refused, metrics) = layer();
         let url = format!("https://127.0.0.1:{}", closed_port());
         let result = refused.layer(https_wire(&url)).oneshot(get()).await;
         assert!(result.is_err(), "nothing listens");
-        let line = format!(
-            "fleetwatch_client_retries_total{{reason=\"connect\"}} {MAX_CONNECT_RETRIES}"
-        );
+        let line =
+            format!("fleetwatch_client_retries_total{{reason=\"connect\"}} {MAX_CONNECT_RETRIES}");
         let text = metrics_text(&metrics);
         assert!(text.contains(&line), "{line} missing from\n{text}");
     }

@@ -241,11 +241,27 @@ mod tests {
         let cases: [Case; 7] = [
             (|s| s.qps = 1e-300, "qps = 1e-300", "at least 0.01"),
             (|s| s.qps = -5.0, "qps = -5.0", "at least 0.01"),
-            (|s| s.ceiling_wait = Duration::MAX, "ceiling_wait", "at most 60s"),
+            (
+                |s| s.ceiling_wait = Duration::MAX,
+                "ceiling_wait",
+                "at most 60s",
+            ),
             (|s| s.backoff.max = Duration::MAX, "backoff.max", "<= 600s"),
-            (|s| s.backoff.initial = Duration::from_nanos(1), "backoff.initial = 1ns", "10ms <= initial"),
-            (|s| s.backoff.factor = f64::NAN, "backoff.factor = NaN", "at least 1"),
-            (|s| s.backoff.factor = 0.5, "backoff.factor = 0.5", "at least 1"),
+            (
+                |s| s.backoff.initial = Duration::from_nanos(1),
+                "backoff.initial = 1ns",
+                "10ms <= initial",
+            ),
+            (
+                |s| s.backoff.factor = f64::NAN,
+                "backoff.factor = NaN",
+                "at least 1",
+            ),
+            (
+                |s| s.backoff.factor = 0.5,
+                "backoff.factor = 0.5",
+                "at least 1",
+            ),
         ];
         for (tweak, field, form) in cases {
             let mut s = Settings::new("test");

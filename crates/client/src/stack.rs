@@ -72,9 +72,11 @@ impl Stack {
         let metrics = budget.metrics();
         let user_agent = HeaderValue::from_str(&settings.user_agent())
             .map_err(|e| Error::Settings(format!("User-Agent: {e}")))?;
-        let limit = metrics.concurrency_limit.get_or_create_owned(&ServerLabels {
-            server: server.to_owned(),
-        });
+        let limit = metrics
+            .concurrency_limit
+            .get_or_create_owned(&ServerLabels {
+                server: server.to_owned(),
+            });
         Ok(Stack {
             user_agent,
             retry: RetryLayer::new(settings.backoff, metrics.clone()),
@@ -274,7 +276,9 @@ mod tests {
         tokio::task::yield_now().await;
         let critical = send(Priority::Critical);
         for task in waiting.into_iter().chain([critical]) {
-            task.await.expect("task").expect("every request passes in time");
+            task.await
+                .expect("task")
+                .expect("every request passes in time");
         }
         let seen = seen.lock().expect("lock").clone();
         let secs = Duration::from_secs;
@@ -310,21 +314,32 @@ mod tests {
             let service = stack.service(priority, wire.clone());
             tokio::spawn(service.oneshot(get()))
         };
-        let mut tasks: Vec<_> = (0..burst + 10).map(|_| send(Priority::Background)).collect();
+        let mut tasks: Vec<_> = (0..burst + 10)
+            .map(|_| send(Priority::Background))
+            .collect();
         tokio::task::yield_now().await;
         tasks.extend((0..3).map(|_| send(Priority::Normal)));
         let mut shed = 0;
         for task in tasks {
             match task.await.expect("task") {
                 Ok(_) => {}
-                Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Shed { .. })) => shed += 1,
+                Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Shed { .. })) => {
+                    shed += 1
+                }
                 Err(e) => panic!("unexpected error: {e}"),
             }
         }
-        assert_eq!(shed, 10 + 1, "ten background requests and the third normal one");
+        assert_eq!(
+            shed,
+            10 + 1,
+            "ten background requests and the third normal one"
+        );
         assert_eq!(seen.lock().expect("lock").len(), burst + 2);
         let text = metrics_text(stack.budget().metrics());
         let line = "fleetwatch_client_concurrency_limit{server=\"https://unit.invalid\"} 4.0";
-        assert!(text.contains(line), "the limit moved: {line} missing from\n{text}");
+        assert!(
+            text.contains(line),
+            "the limit moved: {line} missing from\n{text}"
+        );
     }
 }

@@ -53,7 +53,9 @@ impl http_body::Body for TestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|frame| frame.map(|f| Ok(Frame::data(f))))
+        self.0
+            .poll_recv(cx)
+            .map(|frame| frame.map(|f| Ok(Frame::data(f))))
     }
 }
 

@@ -8,7 +8,9 @@ use kube::client::Body;
 use tower::util::MapRequestLayer;
 
 /// The layer setting `User-Agent: value`.
-pub fn layer(value: HeaderValue) -> MapRequestLayer<impl Fn(Request<Body>) -> Request<Body> + Clone> {
+pub fn layer(
+    value: HeaderValue,
+) -> MapRequestLayer<impl Fn(Request<Body>) -> Request<Body> + Clone> {
     MapRequestLayer::new(move |mut request: Request<Body>| {
         request.headers_mut().insert(USER_AGENT, value.clone());
         request

@@ -14,10 +14,12 @@ use fleetwatch_client::{Client, Error, Source, Watch};
 use fleetwatch_control_plane::testing;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
+use kube::config::Kubeconfig;
 use kube::core::PartialObjectMeta;
+use serde_json::json;
 
 fn config_map(name: &str) -> ConfigMap {
-    serde_json::from_value(serde_json::json!({
+    serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {"test": "budget"}},
         "data": {"key": "value"},
     }))
@@ -98,13 +100,14 @@ async fn construction_errors_name_the_file_context_and_server_never_the_token() 
         .port();
     let token = "sekret-token-0123456789";
     let unreachable = dir.join("kubeconfig-unreachable");
-    let user_start = text.find("users:").expect("users section");
-    let with_token = format!(
-        "{}users:\n- name: \"tok\"\n  user:\n    token: {token}\n",
-        &text[..user_start]
-    )
-    .replace(&plane.apiserver_url(), &format!("https://127.0.0.1:{port}"))
-    .replace("user: \"fleetwatch-lab-admin\"", "user: \"tok\"");
+    // Edited as data, not text (the file's layout is the control plane's business); JSON is
+    // YAML, so kube reads it back.
+    let mut with_token =
+        serde_json::to_value(Kubeconfig::read_from(&good).expect("kubeconfig")).expect("JSON");
+    with_token["clusters"][0]["cluster"]["server"] = json!(format!("https://127.0.0.1:{port}"));
+    with_token["users"] = json!([{"name": "tok", "user": {"token": token}}]);
+    with_token["contexts"][0]["context"]["user"] = json!("tok");
+    let with_token = with_token.to_string();
     std::fs::write(&unreachable, &with_token).expect("write");
     let e = connect_to(unreachable, None)
         .await

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{connect, create, eventually, namespace, settings, test_user};
@@ -17,6 +18,54 @@ use serde_json::json;
 
 const NS: &str = "frozen";
 const FREEZE: Duration = Duration::from_secs(60);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// One readiness probe of the component: when it started, how long it took, whether it answered.
+#[derive(Debug)]
+struct Probe {
+    started: Instant,
+    took: Duration,
+    answered: bool,
+}
+
+/// The probes made wholly within the freeze: none answered (the freeze was real), each gave up at
+/// its own timeout (give or take a second of scheduling), and they kept their cadence.
+fn assert_probes_kept_coming_while_frozen(
+    probes: &[Probe],
+    stopped_at: Instant,
+    thawed_at: Instant,
+) {
+    let frozen: Vec<&Probe> = probes
+        .iter()
+        .filter(|p| p.started >= stopped_at && p.started + p.took < thawed_at)
+        .collect();
+    let cycle = PROBE_TIMEOUT + PROBE_EVERY;
+    // Cycles that fit in the freeze, less one at each end that straddles it.
+    let expected = (FREEZE.as_secs_f64() / cycle.as_secs_f64()).floor() as usize - 2;
+    println!(
+        "frozen test: {} probes within the freeze, {} answered, longest {:?}",
+        frozen.len(),
+        frozen.iter().filter(|p| p.answered).count(),
+        frozen.iter().map(|p| p.took).max()
+    );
+    assert!(
+        frozen.len() >= expected,
+        "{} probes in a {FREEZE:?} freeze, expected at least {expected}: the component was held up",
+        frozen.len()
+    );
+    for probe in &frozen {
+        assert!(
+            !probe.answered,
+            "a frozen API server answered: the freeze proves nothing"
+        );
+        assert!(
+            probe.took < PROBE_TIMEOUT + Duration::from_secs(1),
+            "a probe took {:?}, past its own {PROBE_TIMEOUT:?} timeout",
+            probe.took
+        );
+    }
+}
 
 fn name<K>(meta: &PartialObjectMeta<K>) -> String {
     meta.metadata.name.clone().unwrap_or_default()
@@ -94,20 +143,24 @@ async fn a_frozen_api_server_costs_no_cpu_and_everything_recovers() {
     let watches_before = watches();
 
     // A component keeps doing its work while the server is frozen: a readiness probe every
-    // second with its own 5 s timeout, and a write.
+    // second with its own timeout, and a write. The client must not hold the component up: each
+    // probe gives up at its own timeout (none is stuck inside the client), and once the server
+    // thaws, probes answer again.
+    let probes: Arc<Mutex<Vec<Probe>>> = Arc::default();
     let prober = {
-        let client = client.clone();
+        let (client, probes) = (client.clone(), probes.clone());
         tokio::spawn(async move {
-            let mut answered = 0u32;
             loop {
-                let probe = client.scrape("/readyz");
-                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), probe).await {
-                    answered += 1;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                if answered > 1_000_000 {
-                    return answered;
-                }
+                let started = Instant::now();
+                let probe = tokio::time::timeout(PROBE_TIMEOUT, client.scrape("/readyz")).await;
+                let answered = matches!(probe, Ok(Ok(_)));
+                let took = started.elapsed();
+                probes.lock().expect("probes").push(Probe {
+                    started,
+                    took,
+                    answered,
+                });
+                tokio::time::sleep(PROBE_EVERY).await;
             }
         })
     };
@@ -115,6 +168,8 @@ async fn a_frozen_api_server_costs_no_cpu_and_everything_recovers() {
     let (cpu_before, rss_before) = (cpu_seconds(), rss_mib());
     let frozen_at = Instant::now();
     plane.freeze("kube-apiserver");
+    // Taken after the freeze: whatever starts after it, starts while the server is stopped.
+    let stopped_at = Instant::now();
     let write = {
         let writer = client.writer::<ConfigMap>(NS);
         let object: ConfigMap =
@@ -129,6 +184,8 @@ async fn a_frozen_api_server_costs_no_cpu_and_everything_recovers() {
     }
     let cpu = cpu_seconds() - cpu_before;
     let frozen_for = frozen_at.elapsed().as_secs_f64();
+    // Taken before the thaw: whatever ends before it, ended while the server was stopped.
+    let thawed_at = Instant::now();
     plane.thaw("kube-apiserver");
     println!(
         "frozen test: {frozen_for:.0} s frozen; client process CPU {cpu:.2} s ({:.2}% of a core); \
@@ -165,7 +222,17 @@ async fn a_frozen_api_server_costs_no_cpu_and_everything_recovers() {
             .expect("readyz after the thaw")
             .contains("ok")
     );
+    eventually(
+        Duration::from_secs(30),
+        "a probe to answer after the thaw",
+        || {
+            let probes = probes.lock().expect("probes");
+            probes.iter().any(|p| p.started > thawed_at && p.answered)
+        },
+    )
+    .await;
     prober.abort();
+    assert_probes_kept_coming_while_frozen(&probes.lock().expect("probes"), stopped_at, thawed_at);
 
     // A watch the server ended resumes from its resourceVersion: more watches, no more lists.
     eventually(Duration::from_secs(70), "a watch to end and resume", || {

@@ -1,5 +1,7 @@
 //! 410 Gone: etcd is compacted past the informer's resourceVersion while its watch is down (the
-//! API server stopped); when the server is back, exactly one relist follows and the watch resumes.
+//! API server stopped); when the server is back, exactly one relist follows, made because the
+//! server answered 410 (by the informer's count of relists by reason, and by its metric), and
+//! the watch resumes.
 //! Its own control plane: it stops the API server and compacts etcd.
 
 mod common;
@@ -8,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{connect, create, eventually, namespace, settings, sum, test_user};
-use fleetwatch_client::Watch;
+use fleetwatch_client::{Relists, Watch};
 use fleetwatch_control_plane::testing;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
@@ -83,10 +85,14 @@ async fn compaction_while_the_watch_is_down_costs_exactly_one_relist() {
         informer.stats(),
         common::client_metrics(&client)
     );
+    let one_for_gone = Relists {
+        gone: 1,
+        ..Relists::default()
+    };
     assert_eq!(
-        informer.stats().lists,
-        2,
-        "exactly one relist after 410 Gone"
+        (informer.stats().lists, informer.stats().relists),
+        (2, one_for_gone),
+        "exactly one relist, and for 410 Gone"
     );
 
     // The watch resumed: a change arrives without another list.
@@ -103,18 +109,37 @@ async fn compaction_while_the_watch_is_down_costs_exactly_one_relist() {
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let text = common::client_metrics(&client);
-    let gone = sum(
+    let watches = sum(
         &text,
         "fleetwatch_client_requests_total",
         &[("verb", "watch"), ("resource", "configmaps")],
     );
+    let lists = |reason| {
+        sum(
+            &text,
+            "fleetwatch_client_informer_lists_total",
+            &[("resource", "configmaps"), ("reason", reason)],
+        )
+    };
     println!(
-        "410 test: compacted etcd to revision {compacted}; lists {}; watch requests sent {gone}",
-        informer.stats().lists
+        "410 test: compacted etcd to revision {compacted}; lists {} ({:?}); watch requests sent \
+         {watches}",
+        informer.stats().lists,
+        informer.stats().relists
     );
     assert_eq!(
-        informer.stats().lists,
-        2,
+        (informer.stats().lists, informer.stats().relists),
+        (2, one_for_gone),
         "no further relist once the watch resumed"
+    );
+    assert_eq!(
+        (
+            lists("initial"),
+            lists("gone"),
+            lists("list_incomplete"),
+            lists("other")
+        ),
+        (1.0, 1.0, 0.0, 0.0),
+        "the client's metric agrees:\n{text}"
     );
 }

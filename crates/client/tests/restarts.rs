@@ -71,6 +71,11 @@ impl Informers {
     fn lists(&self) -> Vec<u64> {
         self.0.iter().map(|i| i.stats().lists).collect()
     }
+
+    /// Relists kube's watcher made for no reason the informers saw (they should make none).
+    fn unexplained_relists(&self) -> Vec<u64> {
+        self.0.iter().map(|i| i.stats().relists.other).collect()
+    }
 }
 
 /// Every object in the namespace, per resource, as the admin sees it.
@@ -215,6 +220,11 @@ async fn five_informers_through_three_api_server_restarts() {
         assert!(
             lists.iter().all(|&l| l <= 2),
             "relist storm by the client's count: {lists:?}"
+        );
+        assert_eq!(
+            informers.unexplained_relists(),
+            vec![0; 5],
+            "relists with no 410 or failed list before them"
         );
         for (resource, (list, watch)) in RESOURCES.iter().zip(&server) {
             // Each informer resumes its watch or relists (a streaming list is a WATCH); two lists

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fleetwatch_client::{Client, Settings, Source, Watch};
+use fleetwatch_client::{Budget, Client, Settings, Source, Watch};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -303,9 +303,13 @@ async fn budgeted(kubeconfig: &Path, pattern: Pattern) -> Result<Client> {
         path: kubeconfig.to_path_buf(),
         context: None,
     };
+    let settings = Settings::new(format!("lab-{pattern}"));
+    // Each emulated agent stands for a process of its own in a real fleet, with its own hard
+    // ceiling: sharing this process's would throttle thousands of agents to one's budget.
+    let budget = Budget::separate_for_emulated_process(&settings)?;
     // Up to thousands of emulated agents connect per run: their "connected" lines are not
     // news (a failure still comes back as the error).
-    Client::connect(source, Settings::new(format!("lab-{pattern}")))
+    Client::connect_with_budget(source, settings, &budget)
         .with_subscriber(tracing::subscriber::NoSubscriber::default())
         .await
         .map_err(LabError::Connect)

@@ -1,6 +1,7 @@
 //! The sweep's CSV: one [`LoadReport`] per row, its columns named as the report's fields. This is
-//! the contract between `lab sweep` (which writes it), `lab plot` and `lab calibrate` (which read
-//! it) and whoever analyses a sweep elsewhere.
+//! the contract between `lab sweep` (which writes it), `lab plot` (which reads it here),
+//! `fleetwatch-calibrate` (which reads the columns it needs by name) and whoever analyses a sweep
+//! elsewhere: rename a field and those readers break.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //!
 //! The built-in file (`calibration.toml` beside this module) documents every key and its unit.
 //! Its CPU, watch-cache memory and APF-seat coefficients were measured on a real API server by
-//! `fleetwatch lab calibrate` (see `crate::fit`); the file says which keys are measured.
+//! `fleetwatch lab calibrate` (the `fleetwatch-calibrate` crate); the file says which keys are
+//! measured.
 
 use serde::{Deserialize, Serialize};
 

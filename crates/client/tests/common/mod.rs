@@ -12,7 +12,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fleetwatch_client::{Client, Settings, Source};
+use fleetwatch_client::ceiling::{BURST_SECONDS, HARD_REQUESTS_PER_MINUTE};
+use fleetwatch_client::{Client, Error, Settings, Source};
 use fleetwatch_control_plane::ControlPlane;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
@@ -165,6 +166,64 @@ pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             .flatten()
         })
         .fold(0.0, |total, v| total + v)
+}
+
+/// Requests of the flow schemas of `users` the API server has seen: dispatched plus rejected.
+pub async fn server_requests_of_all(plane: &ControlPlane, users: &[&str]) -> f64 {
+    let mut seen = 0.0;
+    for user in users {
+        let (dispatched, rejected) = server_requests_of(plane, user).await;
+        seen += dispatched + rejected;
+    }
+    seen
+}
+
+/// The most the hard ceiling lets through in `seconds`: its bucket's burst plus its rate, from
+/// the crate's constants.
+pub fn ceiling_allows(seconds: f64) -> f64 {
+    let per_second = f64::from(HARD_REQUESTS_PER_MINUTE) / 60.0;
+    per_second * (BURST_SECONDS + seconds)
+}
+
+/// What a flood of `GET /version` scrapes got.
+#[derive(Debug)]
+pub struct Flood {
+    pub asked: usize,
+    pub sent: usize,
+    pub shed: usize,
+    pub seconds: f64,
+}
+
+/// Scrapes `/version` once a millisecond for `duration`, taking `clients` in turn: the callers
+/// together ask for 1,000 requests/s.
+pub async fn flood(clients: &[Client], duration: Duration) -> Flood {
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    for client in clients.iter().cycle() {
+        if started.elapsed() >= duration {
+            break;
+        }
+        tick.tick().await;
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move { client.scrape("/version").await }));
+    }
+    let asked = tasks.len();
+    let (mut sent, mut shed) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => sent += 1,
+            Err(Error::Shed { .. }) => shed += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    Flood {
+        asked,
+        sent,
+        shed,
+        seconds: started.elapsed().as_secs_f64(),
+    }
 }
 
 /// Requests of `user`'s flow schema the API server has dispatched and rejected.
