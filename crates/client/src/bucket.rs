@@ -1,7 +1,7 @@
 //! Token-bucket arithmetic shared by the token-bucket layer and the hard ceiling: tokens refill at
-//! `rate` per second up to `capacity`. Requests take whole tokens only when they are there (the
-//! [`Gate`](crate::gate::Gate) queues the waiters); response bytes, known only once they arrive,
-//! are charged after the fact and may put the bucket in debt.
+//! `rate` per second up to `capacity`. Requests take whole tokens only when they are there (a
+//! gate, `gate.rs`, queues the waiters); response bytes, known only once they arrive, are charged
+//! after the fact and may put the bucket in debt.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! At the ceiling, a request waits or is shed by its [`Priority`]: `Critical` waits as long as it
 //! takes, `Normal` up to the client's [`Settings::ceiling_wait`](crate::Settings::ceiling_wait),
 //! `Background` not at all. Waiting requests are served most urgent first (see
-//! [`gate`](crate::gate)), so a `Critical` request never waits behind `Normal` ones. The component
+//! `gate.rs`), so a `Critical` request never waits behind `Normal` ones. The component
 //! is told through [`Ceiling::hits`] so it can shed its own work; a warning is logged at most once
 //! a minute; `fleetwatch_client_ceiling_hits_total` counts every hit.
 //!

@@ -1,7 +1,6 @@
 //! Where the configuration comes from (a kubeconfig file and context, the pod's service account,
-//! or `$KUBECONFIG`) and kube's HTTP stack built from it: the wire below the guard-rail
-//! [`Stack`](crate::stack::Stack). [`Client::connect`](crate::Client::connect) puts them
-//! together.
+//! or `$KUBECONFIG`) and kube's HTTP stack built from it: the wire below the guard-rail stack.
+//! [`Client::connect`](crate::Client::connect) puts them together.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};

@@ -10,7 +10,7 @@
 //! one, so dropping and re-creating informers cannot be turned into LIST polling either.
 //!
 //! kube's watcher does the listing, watching and resuming; what it emits goes through a
-//! [`Handler`], which has no I/O and no clock: it fills the store, counts every list with the
+//! `Handler`, which has no I/O and no clock: it fills the store, counts every list with the
 //! reason it was made ([`Relists`], `fleetwatch_client_informer_lists_total{reason}`), and
 //! decides what an error means. The task around it only opens streams and sleeps.
 

@@ -22,9 +22,10 @@
 //! the ceiling is the process's, not a client's: connecting again does not add one); classify
 //! failures by their message text; put a credential in an error or a log line.
 //!
-//! Leaf modules, which import nothing else from the crate but each other's leaves: [`priority`],
-//! [`request_info`], [`metrics`], [`body`], [`backoff`], [`store`]; every other module imports
-//! only downwards, so no two modules import each other.
+//! Leaf modules, which import nothing from the crate (`request_info` only `priority`):
+//! [`priority`], [`request_info`], [`metrics`], [`body`], [`backoff`], [`store`] and the failure
+//! classification; every other module imports only downwards, so no two modules import each
+//! other.
 
 // clippy.toml refuses `kube::Client` outside the client: this crate is the one door.
 #![allow(clippy::disallowed_types)]

@@ -1,7 +1,7 @@
 //! Token-bucket layer: at most `qps` requests per second on average, `burst` at once
 //! (client-go's 5/10 by default), per API server connection. Watch starts take a token too, as in
 //! client-go: a relist storm made of watches is still a storm. Every priority waits here as long
-//! as it takes, most urgent first (see [`gate`](crate::gate)): a `Critical` request never waits
+//! as it takes, most urgent first (see `gate.rs`): a `Critical` request never waits
 //! behind `Normal` ones.
 
 use std::future::Future;

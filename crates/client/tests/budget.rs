@@ -52,7 +52,9 @@ async fn connect_to(path: std::path::PathBuf, context: Option<&str>) -> Result<C
 #[tokio::test]
 async fn construction_errors_name_the_file_context_and_server_never_the_token() {
     let plane = testing::shared();
-    let dir = tempfile_dir(plane);
+    // The test's own files live in a directory of its own: the lab's removes only what it made.
+    let tmp = tempfile::tempdir().expect("a directory for test kubeconfigs");
+    let dir = tmp.path();
     let good = plane.kubeconfig();
     let text = std::fs::read_to_string(&good).expect("kubeconfig");
 
@@ -128,12 +130,6 @@ async fn construction_errors_name_the_file_context_and_server_never_the_token() 
         !format!("{e} {e:?}").contains(token),
         "the token leaked: {e:?}"
     );
-}
-
-fn tempfile_dir(plane: &fleetwatch_control_plane::ControlPlane) -> std::path::PathBuf {
-    let dir = plane.dir().join("client-test-files");
-    std::fs::create_dir_all(&dir).expect("a directory for test kubeconfigs");
-    dir
 }
 
 #[tokio::test]

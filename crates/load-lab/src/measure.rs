@@ -181,6 +181,9 @@ impl Metrics {
     }
 }
 
+/// A probe GET that takes longer than this counts as an error.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Samples taken throughout a run: the probe's latencies and the API server's peak RSS.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Samples {
@@ -218,7 +221,7 @@ impl Sampler {
                     () = stopped.notified() => return samples,
                 }
                 let started = Instant::now();
-                match tokio::time::timeout(Duration::from_secs(10), probe.get_opt(&target)).await {
+                match tokio::time::timeout(PROBE_TIMEOUT, probe.get_opt(&target)).await {
                     Ok(Ok(_)) => samples.probe_ms.push(started.elapsed().as_secs_f64() * 1e3),
                     _ => samples.probe_errors += 1,
                 }
