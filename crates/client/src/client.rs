@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{AsyncReadExt, StreamExt};
 use http::{Request, Response};
 use kube::client::Body;
 use kube::core::{NamespaceResourceScope, PartialObjectMeta};
@@ -27,6 +27,10 @@ use crate::stack::Stack;
 use crate::writer::Writer;
 
 /// Non-resource endpoints a component may read with [`Client::scrape`].
+/// The most [`Client::scrape`] reads of a page: a kube-apiserver's `/metrics` is a few MB on a
+/// large cluster; an endpoint that answers with far more is broken or hostile.
+pub const DEFAULT_SCRAPE_LIMIT: usize = 64 << 20;
+
 const SCRAPABLE: [&str; 4] = ["/metrics", "/readyz", "/livez", "/version"];
 
 /// The budgeted client for one API server. Cheap to clone; clones share its connection's token
@@ -45,6 +49,9 @@ struct Inner {
     background: kube::Client,
     stack: Stack,
     endpoint: Endpoint,
+    /// What the client was configured with, to reach the server's other replicas (`None` over a
+    /// test wire).
+    config: Option<kube::Config>,
     /// Learnt from the server's version at start-up, before any informer runs.
     streaming_lists: AtomicBool,
     informers: informer::Registry,
@@ -82,12 +89,59 @@ impl Client {
         budget: &Budget,
     ) -> Result<Client> {
         let (config, endpoint) = connect::load(source).await?;
-        let wire = connect::wire(config).map_err(|e| Error::Certificate {
+        Client::with_config(config, endpoint, &settings, budget).await
+    }
+
+    /// A client for one replica of this client's API server, at `server` (`https://host:port`,
+    /// e.g. from the `kubernetes` EndpointSlice): the same credentials, the certificate still
+    /// verified against the configured server's name (a replica's serving certificate names the
+    /// service, not always its own address), within the same process budget.
+    pub async fn replica(&self, server: &str) -> Result<Client> {
+        let Some(config) = &self.inner.config else {
+            return Err(Error::Settings(
+                "this client has no configuration to reach replicas with".into(),
+            ));
+        };
+        let mut config = config.clone();
+        let invalid = |reason: String| Error::Request {
+            server: server.to_owned(),
+            verb: "connect",
+            resource: "replica".into(),
+            reason,
+        };
+        let uri: http::Uri = server
+            .parse()
+            .map_err(|e| invalid(format!("not a URL: {e}")))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(invalid("a replica is reached over https only".into()));
+        }
+        if config.tls_server_name.is_none() {
+            config.tls_server_name = config
+                .cluster_url
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned());
+        }
+        config.cluster_url = uri;
+        let endpoint = Endpoint {
+            server: server.trim_end_matches('/').to_owned(),
+            ..self.inner.endpoint.clone()
+        };
+        let settings = self.inner.stack.settings().clone();
+        Client::with_config(config, endpoint, &settings, self.inner.stack.budget()).await
+    }
+
+    async fn with_config(
+        config: kube::Config,
+        endpoint: Endpoint,
+        settings: &Settings,
+        budget: &Budget,
+    ) -> Result<Client> {
+        let wire = connect::wire(config.clone()).map_err(|e| Error::Certificate {
             server: endpoint.server.clone(),
             context: endpoint.context.clone(),
             reason: chain(&e),
         })?;
-        Client::over(wire, &settings, budget, endpoint).await
+        Client::over(wire, settings, budget, endpoint, Some(config)).await
     }
 
     /// The client over `wire` (kube's HTTP service, or a fake API server in tests).
@@ -96,6 +150,7 @@ impl Client {
         settings: &Settings,
         budget: &Budget,
         endpoint: Endpoint,
+        config: Option<kube::Config>,
     ) -> Result<Client>
     where
         S: Service<Request<Body>, Response = Response<B>, Error = BoxError>
@@ -123,6 +178,7 @@ impl Client {
                 background: kube_for(Priority::Background),
                 stack: stack.clone(),
                 endpoint,
+                config,
                 streaming_lists: AtomicBool::new(false),
                 informers: informer::Registry::default(),
             }),
@@ -171,9 +227,17 @@ impl Client {
     }
 
     /// Reads one of the API server's own non-resource endpoints (`/metrics`, `/readyz`,
-    /// `/livez`, `/version`, optionally with a query such as `?verbose`). Resource paths are
-    /// refused: objects are read through informers only.
+    /// `/livez`, `/version`, optionally with a query such as `?verbose`), up to
+    /// [`DEFAULT_SCRAPE_LIMIT`] bytes. Resource paths are refused: objects are read through
+    /// informers only.
     pub async fn scrape(&self, path_and_query: &str) -> Result<String> {
+        self.scrape_limited(path_and_query, DEFAULT_SCRAPE_LIMIT)
+            .await
+    }
+
+    /// [`Client::scrape`], reading at most `max_bytes` of the page: a longer page is
+    /// [`Error::TooLarge`], and no more of it is read.
+    pub async fn scrape_limited(&self, path_and_query: &str, max_bytes: usize) -> Result<String> {
         let path = path_and_query.split('?').next().unwrap_or_default();
         if !SCRAPABLE.contains(&path) {
             return Err(Error::NotScrapable {
@@ -184,10 +248,28 @@ impl Client {
         let request = http::Request::get(path_and_query)
             .body(Vec::new())
             .map_err(|e| Error::request(self.server(), "get", path, &e))?;
-        self.kube()
-            .request_text(request)
+        let body = self
+            .kube()
+            .request_stream(request)
             .await
-            .map_err(|e| self.kube_error("get", path, e))
+            .map_err(|e| self.kube_error("get", path, e))?;
+        let mut page = Vec::new();
+        let limit = u64::try_from(max_bytes)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        Box::pin(body)
+            .take(limit)
+            .read_to_end(&mut page)
+            .await
+            .map_err(|e| Error::request(self.server(), "get", path, &e))?;
+        if page.len() > max_bytes {
+            return Err(Error::TooLarge {
+                server: self.server().to_owned(),
+                path: path.to_owned(),
+                limit: max_bytes,
+            });
+        }
+        String::from_utf8(page).map_err(|e| Error::request(self.server(), "get", path, &e))
     }
 
     /// A writer for namespaced objects of type `K` in `namespace`.
@@ -322,7 +404,7 @@ mod tests {
         let budget = Budget::separate_for_emulated_process(&settings).expect("budget");
         let wire = fake_api(|_| Response::new(TestBody::full("ok")));
         let connect =
-            |server: &str| Client::over(wire.clone(), &settings, &budget, endpoint(server));
+            |server: &str| Client::over(wire.clone(), &settings, &budget, endpoint(server), None);
         let a = connect("https://replica-a.invalid")
             .await
             .expect("client a");

@@ -76,6 +76,13 @@ pub enum Error {
     #[error("{path} is not an API server endpoint fleetwatch scrapes (allowed: {allowed})")]
     NotScrapable { path: String, allowed: String },
 
+    #[error("get {path} on {server}: the page is larger than the limit of {limit} bytes")]
+    TooLarge {
+        server: String,
+        path: String,
+        limit: usize,
+    },
+
     #[error("invalid client settings: {0}")]
     Settings(String),
 }

@@ -866,9 +866,15 @@ mod tests {
         settings.backoff.initial = MIN_BACKOFF;
         settings.backoff.max = MIN_BACKOFF * 2;
         let budget = Budget::separate_for_emulated_process(&settings).expect("budget");
-        let client = Client::over(wire, &settings, &budget, endpoint("https://fake.invalid"))
-            .await
-            .expect("client");
+        let client = Client::over(
+            wire,
+            &settings,
+            &budget,
+            endpoint("https://fake.invalid"),
+            None,
+        )
+        .await
+        .expect("client");
         let informer = client
             .informer(Watch::<ConfigMap>::namespaced("ns"), value_of)
             .expect("informer");

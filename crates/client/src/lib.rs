@@ -63,7 +63,7 @@ pub mod user_agent;
 mod writer;
 
 pub use budget::Budget;
-pub use client::Client;
+pub use client::{Client, DEFAULT_SCRAPE_LIMIT};
 pub use connect::Source;
 pub use error::{Error, Result};
 pub use informer::{Informer, InformerStats, Relists, Watch};

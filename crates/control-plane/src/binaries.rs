@@ -1,10 +1,16 @@
 //! The pinned control-plane binaries, built from Go modules into a per-version cache outside the
 //! repo (`$FLEETWATCH_CACHE`, default `~/.cache/fleetwatch`) and reused while present.
 //!
-//! The Go wrapper modules live in `tools/control-plane/` and are compiled into this crate, so the
-//! `fleetwatch` binary can build them from any directory. Why wrappers at all:
-//! `go install k8s.io/kubernetes/cmd/kube-apiserver@v1.37.2` is refused because k8s.io/kubernetes
-//! replaces its staging modules with local paths; the wrapper points each at its release.
+//! The Go wrapper modules live in `tools/control-plane/` and `tools/kube-state-metrics/` and are
+//! compiled into this crate, so the `fleetwatch` binary can build them from any directory. Why
+//! wrappers at all: `go install k8s.io/kubernetes/cmd/kube-apiserver@v1.37.2` is refused because
+//! k8s.io/kubernetes replaces its staging modules with local paths; the wrapper points each at its
+//! release. `go install k8s.io/kube-state-metrics/v2@v2.20.0` is refused too (the proxy does not
+//! list its versions); a wrapper requiring the exact version resolves.
+//!
+//! kube-state-metrics is not part of the control plane: it is the compatibility oracle for the
+//! collector's object-state families ([`kube_state_metrics`]), built only when asked for, so
+//! starting a lab never waits for it.
 
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
@@ -18,6 +24,8 @@ use crate::process::log_tail;
 pub const KUBERNETES_VERSION: &str = "v1.37.2";
 /// The etcd release the lab runs.
 pub const ETCD_VERSION: &str = "v3.6.16";
+/// The kube-state-metrics release whose families the collector matches exactly.
+pub const KUBE_STATE_METRICS_VERSION: &str = "v2.20.0";
 
 /// A Go wrapper module and the commands built from it.
 struct GoModule {
@@ -55,6 +63,38 @@ const ETCD: GoModule = GoModule {
     commands: &[("etcd", "go.etcd.io/etcd/server/v3")],
     ldflags: "-s -w",
 };
+
+const KUBE_STATE_METRICS: GoModule = GoModule {
+    name: "kube-state-metrics",
+    version: KUBE_STATE_METRICS_VERSION,
+    go_mod: include_str!("../../../tools/kube-state-metrics/go.mod"),
+    go_sum: include_str!("../../../tools/kube-state-metrics/go.sum"),
+    // The module root is its `package main`.
+    commands: &[("kube-state-metrics", "k8s.io/kube-state-metrics/v2")],
+    // What its Makefile sets, so `kube-state-metrics version` and its build-info metric say what
+    // it is (client-go is the version its go.mod requires).
+    ldflags: "-s -w -X github.com/prometheus/common/version.Version=v2.20.0 \
+              -X k8s.io/kube-state-metrics/v2/pkg/app.ClientGoVersion=v0.36.3",
+};
+
+/// Where the kube-state-metrics binary lives in `cache`, whether or not it is built yet.
+pub fn kube_state_metrics_in_cache(cache: &Path) -> PathBuf {
+    KUBE_STATE_METRICS.bin_dir(cache).join("kube-state-metrics")
+}
+
+/// The cached kube-state-metrics [`KUBE_STATE_METRICS_VERSION`] binary, built from Go modules
+/// first if missing (a few minutes the first time); `on_step` hears each step. Waits on the same
+/// lock file as [`Binaries::ensure`].
+pub fn kube_state_metrics(cache: &Path, on_step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let wanted = kube_state_metrics_in_cache(cache);
+    if wanted.is_file() {
+        return Ok(wanted);
+    }
+    fs::create_dir_all(cache).map_err(Error::io("creating the cache directory", cache))?;
+    let _lock = lock(&cache.join(".build.lock"))?;
+    KUBE_STATE_METRICS.build_missing(cache, on_step)?;
+    Ok(wanted)
+}
 
 /// Paths of the built control-plane binaries.
 #[derive(Debug, Clone)]

@@ -40,6 +40,8 @@ enum Command {
     Replay(cmd::replay::Args),
     /// Simulate a rollout of your own change across your own fleet description.
     Sim(cmd::sim::Args),
+    /// Run the control-plane telemetry collector for one cluster.
+    Collector(cmd::collector::Args),
     /// Run a real Kubernetes control plane on loopback for tests, demos and load measurements.
     Lab(cmd::lab::Args),
 }
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
             Command::Replay(args) => cmd::replay::run(args).await,
             Command::Sim(args) => cmd::sim::run(args).await,
             Command::Lab(args) => cmd::lab::run(args).await,
+            Command::Collector(args) => cmd::collector::run(args).await,
         }
     });
     match result {

@@ -3,7 +3,7 @@
 //!
 //! - the node agent cannot reach an API server: nothing it depends on, however indirectly, is a
 //!   Kubernetes client (rule 1 of the design: a per-node component never talks to the API
-//!   server);
+//!   server) — nor is anything the shared telemetry crate depends on;
 //! - the collector and the binary reach an API server only through the budgeted client: neither
 //!   depends on a Kubernetes or HTTP client crate directly, nor on `kube` with its client.
 //!
@@ -124,19 +124,22 @@ fn str_of(value: &Value) -> &str {
 }
 
 #[test]
-fn the_agent_cannot_reach_an_api_server() {
+fn the_agent_and_its_telemetry_crate_cannot_reach_an_api_server() {
     let metadata = metadata();
     let graph = Graph::new(&metadata);
-    let closure = graph.closure("fleetwatch-agent");
-    let reachable: Vec<&&str> = KUBERNETES_CLIENTS
-        .iter()
-        .filter(|c| closure.contains(*c))
-        .collect();
-    assert!(
-        reachable.is_empty(),
-        "fleetwatch-agent depends, directly or not, on {reachable:?}: a per-node component must \
-         not be able to talk to the API server (design rule 1)"
-    );
+    for member in ["fleetwatch-agent", "fleetwatch-telemetry"] {
+        let closure = graph.closure(member);
+        let reachable: Vec<&&str> = KUBERNETES_CLIENTS
+            .iter()
+            .filter(|c| closure.contains(*c))
+            .collect();
+        assert!(
+            reachable.is_empty(),
+            "{member} depends, directly or not, on {reachable:?}: a per-node component must \
+             not be able to talk to the API server (design rule 1), and the agent uses \
+             fleetwatch-telemetry"
+        );
+    }
     // The test can fail: the budgeted client's own closure holds a Kubernetes client.
     assert!(graph.closure("fleetwatch-client").contains("kube-client"));
 }

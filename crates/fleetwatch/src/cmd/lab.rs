@@ -111,8 +111,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 async fn build() -> anyhow::Result<()> {
     let cache = binaries::cache_dir();
     let started = Instant::now();
-    let built = tokio::task::spawn_blocking(move || {
-        Binaries::ensure(&cache, &mut |step| tracing::info!("{step}"))
+    let (built, kube_state_metrics) = tokio::task::spawn_blocking(move || {
+        let mut on_step = |step: &str| tracing::info!("{step}");
+        let built = Binaries::ensure(&cache, &mut on_step)?;
+        // The collector's compatibility oracle, which its tests run beside the lab.
+        let kube_state_metrics = binaries::kube_state_metrics(&cache, &mut on_step)?;
+        Ok::<_, fleetwatch_control_plane::Error>((built, kube_state_metrics))
     })
     .await??;
     tracing::info!(
@@ -123,6 +127,7 @@ async fn build() -> anyhow::Result<()> {
         &built.etcd,
         &built.kube_apiserver,
         &built.kube_controller_manager,
+        &kube_state_metrics,
     ] {
         println!("{}", path.display());
     }

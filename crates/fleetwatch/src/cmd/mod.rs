@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap `Args` and a `run`.
 
+pub mod collector;
 pub mod lab;
 pub mod lab_calibrate;
 pub mod lab_load;

@@ -1,0 +1,495 @@
+//! The `/metrics` endpoint and the health endpoints of a fleetwatch process.
+//!
+//! `/metrics` renders a `prometheus_client` registry on each scrape (off the async threads: a
+//! large collector's page takes milliseconds) in the format the scraper asks for — Prometheus
+//! text 0.0.4 by default, which is what `promtool check metrics` and most scrapers read, or
+//! OpenMetrics 1.0 when the `Accept` header names it — and gzips it when `Accept-Encoding`
+//! allows. `/healthz` answers while the process serves; `/readyz` answers 200 only when every
+//! component registered in its [`Readiness`] says it is ready, and `?verbose` lists them in the
+//! API server's style.
+//!
+//! The server is small on purpose: GET and HEAD only, a bounded number of connections, a
+//! header-read timeout, no request bodies read.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// The content type of Prometheus text format 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of OpenMetrics 1.0.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// At most this many connections are served at once; more wait in the listen queue.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client that has not sent its request headers by then is disconnected.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The format a scrape is answered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text exposition format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics only if it names
+    /// `application/openmetrics-text` with a non-zero quality; text otherwise.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let asks_openmetrics = accept.is_some_and(|accept| {
+            accept.split(',').any(|range| {
+                let mut parts = range.split(';').map(str::trim);
+                let media = parts.next().unwrap_or_default();
+                let refused = parts.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                });
+                media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+            })
+        });
+        if asks_openmetrics {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => TEXT_CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Renders `registry` in `format`.
+pub fn render(registry: &Registry, format: Format) -> Result<String, std::fmt::Error> {
+    let mut openmetrics = String::new();
+    encode(&mut openmetrics, registry)?;
+    Ok(match format {
+        Format::OpenMetrics => openmetrics,
+        Format::Text => openmetrics_to_text(&openmetrics),
+    })
+}
+
+/// Rewrites `prometheus_client`'s OpenMetrics output as text format 0.0.4, which it cannot
+/// write itself. Only the metadata lines differ for what fleetwatch registers: a counter's
+/// family is named after its samples (`x_total`), `unknown` is `untyped`, `info` and `stateset`
+/// are gauges, and there is no `# UNIT` or `# EOF`. Sample lines pass through unchanged
+/// (fleetwatch registers no exemplars).
+pub fn openmetrics_to_text(openmetrics: &str) -> String {
+    let mut text = String::with_capacity(openmetrics.len());
+    // A HELP line waits for its family's TYPE line (which follows it), which says whether the
+    // family is a counter and so renamed.
+    let mut pending_help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        let mut words = line.strip_prefix("# ").map(|c| c.splitn(3, ' '));
+        let mut word = || words.as_mut().and_then(Iterator::next).unwrap_or_default();
+        let (keyword, name, rest) = (word(), word(), word());
+        if keyword == "TYPE" {
+            let kind = match rest {
+                "unknown" | "gaugehistogram" => "untyped",
+                "info" | "stateset" => "gauge",
+                kind => kind,
+            };
+            let counter = kind == "counter";
+            if let Some((help_name, help)) = pending_help.take() {
+                push_metadata(
+                    &mut text,
+                    "HELP",
+                    help_name,
+                    counter && help_name == name,
+                    help,
+                );
+            }
+            push_metadata(&mut text, "TYPE", name, counter, kind);
+            continue;
+        }
+        if let Some((help_name, help)) = pending_help.take() {
+            push_metadata(&mut text, "HELP", help_name, false, help);
+        }
+        match keyword {
+            "HELP" => pending_help = Some((name, rest)),
+            "EOF" | "UNIT" => {}
+            _ => {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    if let Some((help_name, help)) = pending_help {
+        push_metadata(&mut text, "HELP", help_name, false, help);
+    }
+    text
+}
+
+fn push_metadata(text: &mut String, keyword: &str, name: &str, counter: bool, rest: &str) {
+    text.push_str("# ");
+    text.push_str(keyword);
+    text.push(' ');
+    text.push_str(name);
+    if counter && !name.ends_with("_total") {
+        text.push_str("_total");
+    }
+    text.push(' ');
+    text.push_str(rest);
+    text.push('\n');
+}
+
+/// Whether an `Accept-Encoding` header allows gzip.
+pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    accept_encoding.is_some_and(|header| {
+        header.split(',').any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            parts.next().is_some_and(|c| c.eq_ignore_ascii_case("gzip"))
+                && !parts.any(|p| p.replace(' ', "") == "q=0")
+        })
+    })
+}
+
+/// The readiness of a process's components, for `/readyz`. Every component starts not ready.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    components: Arc<Mutex<Vec<Component>>>,
+}
+
+/// A component's name and readiness flag.
+type Component = (String, Arc<AtomicBool>);
+
+/// One component's readiness flag (from [`Readiness::component`]).
+#[derive(Debug, Clone)]
+pub struct Ready(Arc<AtomicBool>);
+
+impl Ready {
+    /// Marks the component ready or not.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+}
+
+impl Readiness {
+    /// Registers a component, not ready until its flag says so.
+    pub fn component(&self, name: impl Into<String>) -> Ready {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.components
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name.into(), flag.clone()));
+        Ready(flag)
+    }
+
+    /// Whether every component is ready, and one line per component in the API server's
+    /// `/readyz?verbose` style (`[+]name ok`, `[-]name not ready`).
+    pub fn report(&self) -> (bool, String) {
+        let components = self
+            .components
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut all = true;
+        let mut lines = String::new();
+        for (name, flag) in components.iter() {
+            let ready = flag.load(Ordering::Relaxed);
+            all &= ready;
+            let (mark, state) = if ready {
+                ('+', "ok")
+            } else {
+                ('-', "not ready")
+            };
+            lines.push_str(&format!("[{mark}]{name} {state}\n"));
+        }
+        (all, lines)
+    }
+}
+
+/// The exposition server's own metrics.
+#[derive(Debug, Clone)]
+pub struct ServerMetrics {
+    render_seconds: Histogram,
+    scrapes: Family<Vec<(String, String)>, Counter>,
+}
+
+impl ServerMetrics {
+    /// Registers `fleetwatch_exposition_*` in `registry`, before it is shared with the server.
+    pub fn register(registry: &mut Registry) -> ServerMetrics {
+        let metrics = ServerMetrics {
+            // 1 ms … ~4 s: a render beyond 100 ms is a problem worth seeing.
+            render_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 13),
+            ),
+            scrapes: Family::default(),
+        };
+        registry.register(
+            "fleetwatch_exposition_render_seconds",
+            "Time to render the /metrics page",
+            metrics.render_seconds.clone(),
+        );
+        registry.register(
+            "fleetwatch_exposition_scrapes",
+            "Scrapes of /metrics by format and encoding",
+            metrics.scrapes.clone(),
+        );
+        metrics
+    }
+}
+
+/// What the server serves.
+#[derive(Debug, Clone)]
+pub struct Exposition {
+    /// The registry `/metrics` renders; fully registered before it is shared.
+    pub registry: Arc<Registry>,
+    /// The components `/readyz` reports.
+    pub readiness: Readiness,
+    /// The server's own metrics, registered in `registry`.
+    pub metrics: ServerMetrics,
+}
+
+/// Serves `exposition` on `listener` until `shutdown` completes; then stops accepting (scrapes
+/// in progress finish on their own).
+pub async fn serve(
+    listener: TcpListener,
+    exposition: Exposition,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            permit = connections.clone().acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else { return Ok(()) };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors and the like: wait, and try again.
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a /metrics connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let exposition = exposition.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let exposition = exposition.clone();
+                async move { Ok::<_, Infallible>(respond(&exposition, &request).await) }
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(error) = served {
+                tracing::debug!(%peer, %error, "metrics connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn respond(exposition: &Exposition, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
+    }
+    let verbose = request.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "verbose" || p.starts_with("verbose="))
+    });
+    match request.uri().path() {
+        "/metrics" => metrics(exposition, request.headers()).await,
+        "/healthz" | "/livez" => plain(StatusCode::OK, "ok\n".into()),
+        "/readyz" => {
+            let (ready, lines) = exposition.readiness.report();
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let summary = if ready { "ok\n" } else { "not ready\n" };
+            let body = if verbose || !ready {
+                format!("{lines}readyz check {}", summary)
+            } else {
+                summary.to_owned()
+            };
+            plain(status, body)
+        }
+        _ => plain(
+            StatusCode::NOT_FOUND,
+            "not found: this server serves /metrics, /healthz and /readyz\n".into(),
+        ),
+    }
+}
+
+async fn metrics(exposition: &Exposition, headers: &HeaderMap) -> Response<Full<Bytes>> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(header(ACCEPT));
+    let gzip = accepts_gzip(header(ACCEPT_ENCODING));
+    let registry = exposition.registry.clone();
+    let started = Instant::now();
+    // Rendering and compressing a large page is CPU work: keep it off the async threads.
+    let rendered = tokio::task::spawn_blocking(move || {
+        let page = render(&registry, format).map_err(|_| "the registry could not be encoded")?;
+        if gzip {
+            gzipped(page.as_bytes()).map_err(|_| "the page could not be compressed")
+        } else {
+            Ok(Bytes::from(page))
+        }
+    })
+    .await;
+    let metrics = &exposition.metrics;
+    metrics
+        .render_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let labels = vec![
+        ("format".to_owned(), format!("{format:?}").to_lowercase()),
+        ("gzip".to_owned(), gzip.to_string()),
+    ];
+    metrics.scrapes.get_or_create(&labels).inc();
+    let body = match rendered {
+        Ok(Ok(body)) => body,
+        Ok(Err(reason)) => return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")),
+        Err(_) => {
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering the page failed\n".into(),
+            );
+        }
+    };
+    let mut response = Response::builder()
+        .header(CONTENT_TYPE, format.content_type())
+        .header(VARY, "Accept, Accept-Encoding");
+    if gzip {
+        response = response.header(CONTENT_ENCODING, "gzip");
+    }
+    response
+        .body(Full::new(body))
+        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, String::new()))
+}
+
+fn gzipped(page: &[u8]) -> std::io::Result<Bytes> {
+    // The fast level: a scrape every 15–30 s should not cost more CPU compressing than rendering.
+    let mut encoder = GzEncoder::new(Vec::with_capacity(page.len() / 8), Compression::fast());
+    encoder.write_all(page)?;
+    Ok(Bytes::from(encoder.finish()?))
+}
+
+fn plain(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::gauge::Gauge;
+
+    fn registry() -> Registry {
+        let mut registry = Registry::default();
+        let requests: Counter = Counter::default();
+        requests.inc_by(3);
+        registry.register("demo_requests", "Requests served", requests);
+        let temperature: Gauge = Gauge::default();
+        temperature.set(-2);
+        registry.register("demo_temperature", "A gauge", temperature);
+        registry
+    }
+
+    #[test]
+    fn text_names_counter_families_after_their_samples_and_has_no_eof() {
+        let text = render(&registry(), Format::Text).expect("render");
+        assert_eq!(
+            text,
+            "# HELP demo_requests_total Requests served.\n\
+             # TYPE demo_requests_total counter\n\
+             demo_requests_total 3\n\
+             # HELP demo_temperature A gauge.\n\
+             # TYPE demo_temperature gauge\n\
+             demo_temperature -2\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_is_prometheus_clients_own_encoding() {
+        let page = render(&registry(), Format::OpenMetrics).expect("render");
+        assert!(page.starts_with("# HELP demo_requests Requests served.\n"));
+        assert!(page.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn unknown_and_info_families_become_untyped_and_gauge() {
+        let om = "# HELP a x.\n# TYPE a unknown\na 1\n# TYPE b info\nb_info{v=\"1\"} 1\n\
+                  # TYPE c_seconds histogram\n# UNIT c_seconds seconds\nc_seconds_count 0\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(om),
+            "# HELP a x.\n# TYPE a untyped\na 1\n# TYPE b gauge\nb_info{v=\"1\"} 1\n\
+             # TYPE c_seconds histogram\nc_seconds_count 0\n"
+        );
+    }
+
+    #[test]
+    fn negotiation_prefers_text_unless_openmetrics_is_asked_for() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Text);
+        // Prometheus 2.42's own Accept header.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                          version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; q=0, text/plain")),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn gzip_only_when_accepted() {
+        assert!(accepts_gzip(Some("gzip")));
+        assert!(accepts_gzip(Some("deflate, gzip;q=0.5")));
+        assert!(!accepts_gzip(Some("gzip;q=0")));
+        assert!(!accepts_gzip(Some("identity")));
+        assert!(!accepts_gzip(None));
+    }
+
+    #[test]
+    fn readiness_needs_every_component() {
+        let readiness = Readiness::default();
+        let informers = readiness.component("informers");
+        let scrapes = readiness.component("apiserver-scrapes");
+        informers.set(true);
+        let (ready, lines) = readiness.report();
+        assert!(!ready);
+        assert_eq!(lines, "[+]informers ok\n[-]apiserver-scrapes not ready\n");
+        scrapes.set(true);
+        assert!(readiness.report().0);
+    }
+}
