@@ -108,6 +108,39 @@ pub mod seconds {
     }
 }
 
+impl crate::component::Component for ObjectsConfig {
+    fn name(&self) -> &'static str {
+        "objects"
+    }
+
+    fn build(
+        &self,
+        build: &mut crate::component::Build<'_>,
+    ) -> Result<crate::component::Task, Error> {
+        let ready = build.readiness.component(self.name());
+        if !self.enabled {
+            ready.set(true);
+            return Ok(Box::pin(async {}));
+        }
+        let state =
+            crate::objects::ObjectState::start(build.client).map_err(|e| Error::Component {
+                component: "objects",
+                reason: e.to_string(),
+            })?;
+        build.registry.register_collector(Box::new(state.clone()));
+        let mut stop = build.stop.clone();
+        Ok(Box::pin(async move {
+            tokio::select! {
+                () = state.ready() => ready.set(true),
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            // The informers run in the client; the state lives as long as the collector.
+            let _ = stop.wait_for(|stop| *stop).await;
+            drop(state);
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

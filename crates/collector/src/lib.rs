@@ -47,7 +47,7 @@ pub async fn run(
     let metrics = ServerMetrics::register(&mut registry);
     let readiness = Readiness::default();
     let (stop_tx, stop) = watch::channel(false);
-    let components: Vec<&dyn Component> = vec![&config.apiserver];
+    let components: Vec<&dyn Component> = vec![&config.apiserver, &config.objects];
     let mut tasks = Vec::new();
     for component in components {
         let mut build = Build {
