@@ -130,6 +130,26 @@ impl Client {
         Client::with_config(config, endpoint, &settings, self.inner.stack.budget()).await
     }
 
+    /// Another client to the same server, within the same process budget, with informers of
+    /// its own: dropping it (and every informer from it) ends their watches. For work that stops
+    /// and starts within a process, such as a leader's term.
+    pub async fn separate(&self) -> Result<Client> {
+        let Some(config) = &self.inner.config else {
+            return Err(Error::Settings(
+                "this client has no configuration to connect again with".into(),
+            ));
+        };
+        let settings = self.inner.stack.settings().clone();
+        let endpoint = self.inner.endpoint.clone();
+        Client::with_config(
+            config.clone(),
+            endpoint,
+            &settings,
+            self.inner.stack.budget(),
+        )
+        .await
+    }
+
     async fn with_config(
         config: kube::Config,
         endpoint: Endpoint,
@@ -333,7 +353,7 @@ impl Client {
         }
     }
 
-    fn kube(&self) -> kube::Client {
+    pub(crate) fn kube(&self) -> kube::Client {
         match self.priority {
             Priority::Critical => self.inner.critical.clone(),
             Priority::Normal => self.inner.normal.clone(),

@@ -13,8 +13,8 @@
 //! backoff ([`retry`]), token bucket ([`token_bucket`]), the hard ceiling ([`ceiling`]),
 //! adaptive concurrency ([`concurrency`]), cost accounting ([`accounting`]); the process's
 //! [`Budget`] — one hard ceiling and one metric set per process, shared by every client in it,
-//! while token bucket, concurrency limit and backoff are per API server connection; and
-//! informers ([`informer`]).
+//! while token bucket, concurrency limit and backoff are per API server connection;
+//! informers ([`informer`]); and leader election through a Lease ([`lease`]).
 //!
 //! Must not: offer periodic LIST polling (there is no list call and no resync period); let any
 //! setting remove its rate limits or its hard ceiling (settings are clamped to
@@ -46,6 +46,9 @@ pub mod connect;
 mod error;
 mod failure;
 mod gate;
+// Leader election drives kube-lease-manager with the budgeted `kube::Client`.
+#[allow(clippy::disallowed_types)]
+pub mod lease;
 // Informers hold the budgeted `kube::Client` their client gave them, to open kube's watcher.
 #[allow(clippy::disallowed_types)]
 pub mod informer;
@@ -67,6 +70,7 @@ pub use client::{Client, DEFAULT_SCRAPE_LIMIT};
 pub use connect::Source;
 pub use error::{Error, Result};
 pub use informer::{Informer, InformerStats, Relists, Watch};
+pub use lease::{Leadership, LeaseSettings};
 pub use priority::Priority;
 pub use settings::{Concurrency, MAX_BACKOFF, MAX_CEILING_WAIT, MIN_BACKOFF, MIN_QPS, Settings};
 pub use store::{ObjectKey, Store};

@@ -37,3 +37,9 @@ pub trait Component {
     /// Registers the component's series and readiness and returns its task.
     fn build(&self, build: &mut Build<'_>) -> Result<Task, Error>;
 }
+
+/// Completes when `stop` turns true or its sender is gone (holding no lock on it, so that a
+/// task awaiting it in a `select!` stays `Send`).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}

@@ -7,7 +7,10 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::apiserver::ApiServerConfig;
+use crate::audit::AuditConfig;
 use crate::error::Error;
+use crate::leader::LeaderElectionConfig;
+use crate::remote_write::RemoteWriteConfig;
 
 /// Where `/metrics` is served unless configured.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9470";
@@ -22,6 +25,12 @@ pub struct CollectorConfig {
     pub apiserver: ApiServerConfig,
     /// Object state from informers.
     pub objects: ObjectsConfig,
+    /// The audit webhook receiver (every replica runs it, leader or not).
+    pub audit: AuditConfig,
+    /// Which replica leads.
+    pub leader_election: LeaderElectionConfig,
+    /// Pushing the page to a remote-write receiver.
+    pub remote_write: RemoteWriteConfig,
 }
 
 impl Default for CollectorConfig {
@@ -32,6 +41,9 @@ impl Default for CollectorConfig {
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 9470))),
             apiserver: ApiServerConfig::default(),
             objects: ObjectsConfig::default(),
+            audit: AuditConfig::default(),
+            leader_election: LeaderElectionConfig::default(),
+            remote_write: RemoteWriteConfig::default(),
         }
     }
 }
@@ -73,7 +85,10 @@ impl CollectorConfig {
 
     /// Checks settings that are wrong together.
     pub fn validate(&self) -> Result<(), String> {
-        self.apiserver.validate()
+        self.apiserver.validate()?;
+        self.leader_election.validate()?;
+        self.audit.validate()?;
+        self.remote_write.validate()
     }
 }
 

@@ -44,6 +44,8 @@ enum Command {
     Collector(cmd::collector::Args),
     /// Run a real Kubernetes control plane on loopback for tests, demos and load measurements.
     Lab(cmd::lab::Args),
+    /// Show who is loading the API server right now, read off a running collector.
+    Top(cmd::top::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
             Command::Sim(args) => cmd::sim::run(args).await,
             Command::Lab(args) => cmd::lab::run(args).await,
             Command::Collector(args) => cmd::collector::run(args).await,
+            Command::Top(args) => cmd::top::run(args).await,
         }
     });
     match result {

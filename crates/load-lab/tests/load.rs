@@ -20,6 +20,9 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// How far two net CPU readings of equal work may differ: the idle baseline of a 12-second run
 /// varied by up to 0.3 CPU-s between runs on a shared two-core machine (1.30–1.61 s).
 const NOISE: f64 = 0.5;
+/// The share of the machine's cores, net of idle, at which the API server counts as saturated
+/// by a pattern whose demand outgrows the machine.
+const SATURATED_SHARE: f64 = 0.5;
 const PATTERNS: [Pattern; 5] = [
     Pattern::Idle,
     Pattern::NaiveList,
@@ -179,11 +182,19 @@ async fn patterns_cost_in_the_expected_order_and_fleetwatch_stays_flat() {
     // (N agents × N·P pods per interval) but not the collector's once it has listed the pods
     // (only the churn's events and a scrape every 30 s). Its start-up, one list of every pod, is
     // reported separately and does grow with the cluster, as it must.
+    //
+    // The incident's demand grows about 8× here ((60/21)²), which two cores cannot serve: its
+    // LARGE run saturates the machine (measured 1.33–1.37 cores net of idle in two runs on
+    // 2026-12-02, probe p99 1.1–1.8 s against 16 ms idle, while the test's own 60 agents decode
+    // the lists), so it must grow 3× or take at least half the machine's cores.
     let naive_small = net_steady_cores(&reports, Pattern::NaiveList, SMALL);
     let naive_large = net_steady_cores(&reports, Pattern::NaiveList, LARGE);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let saturated = SATURATED_SHARE * cores;
     assert!(
-        naive_large > 3.0 * naive_small,
-        "naive-list grew from {naive_small:.3} to {naive_large:.3} cores"
+        naive_large > (3.0 * naive_small).min(saturated),
+        "naive-list grew from {naive_small:.3} to {naive_large:.3} cores (saturating this \
+         machine would be {saturated:.2})"
     );
     let fleetwatch_small = net_steady_cores(&reports, Pattern::Fleetwatch, SMALL);
     let fleetwatch_large = net_steady_cores(&reports, Pattern::Fleetwatch, LARGE);

@@ -6,7 +6,8 @@
 //! OpenMetrics 1.0 when the `Accept` header names it — and gzips it when `Accept-Encoding`
 //! allows. `/healthz` answers while the process serves; `/readyz` answers 200 only when every
 //! component registered in its [`Readiness`] says it is ready, and `?verbose` lists them in the
-//! API server's style.
+//! API server's style. Series and checks that exist only for a while — the collector's sources,
+//! which run only while it leads — live in a [`Scoped`] beside the process's own.
 //!
 //! The server is small on purpose: GET and HEAD only, a bounded number of connections, a
 //! header-read timeout, no request bodies read.
@@ -15,7 +16,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,7 +28,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -88,8 +89,16 @@ impl Format {
 
 /// Renders `registry` in `format`.
 pub fn render(registry: &Registry, format: Format) -> Result<String, std::fmt::Error> {
+    render_all(&[registry], format)
+}
+
+/// Renders `registries` as one page in `format` (their family names must not overlap).
+pub fn render_all(registries: &[&Registry], format: Format) -> Result<String, std::fmt::Error> {
     let mut openmetrics = String::new();
-    encode(&mut openmetrics, registry)?;
+    for registry in registries {
+        encode_registry(&mut openmetrics, registry)?;
+    }
+    encode_eof(&mut openmetrics)?;
     Ok(match format {
         Format::OpenMetrics => openmetrics,
         Format::Text => openmetrics_to_text(&openmetrics),
@@ -225,6 +234,36 @@ impl Readiness {
     }
 }
 
+/// Series and readiness checks that come and go together while the process serves: the
+/// collector's sources, which exist only while it leads. Empty until [`Scoped::set`]; cheap to
+/// clone (clones share the contents).
+#[derive(Debug, Clone, Default)]
+pub struct Scoped(Arc<RwLock<Option<ScopedParts>>>);
+
+/// What a [`Scoped`] holds while set.
+type ScopedParts = (Arc<Registry>, Readiness);
+
+impl Scoped {
+    /// Serves `registry` beside the process's own and reports `readiness` in `/readyz`,
+    /// replacing what was there.
+    pub fn set(&self, registry: Registry, readiness: Readiness) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) =
+            Some((Arc::new(registry), readiness));
+    }
+
+    /// Removes the series and checks.
+    pub fn clear(&self) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    fn current(&self) -> Option<ScopedParts> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// The exposition server's own metrics.
 #[derive(Debug, Clone)]
 pub struct ServerMetrics {
@@ -265,6 +304,29 @@ pub struct Exposition {
     pub readiness: Readiness,
     /// The server's own metrics, registered in `registry`.
     pub metrics: ServerMetrics,
+    /// Series and checks served beside `registry` and `readiness` while they exist.
+    pub scoped: Scoped,
+}
+
+impl Exposition {
+    /// The page `/metrics` serves now: the process's series and the scoped ones.
+    pub fn render(&self, format: Format) -> Result<String, std::fmt::Error> {
+        match self.scoped.current() {
+            Some((scoped, _)) => render_all(&[&self.registry, &scoped], format),
+            None => render(&self.registry, format),
+        }
+    }
+
+    /// Whether the process and its scoped components are ready, one line per component.
+    fn readiness_report(&self) -> (bool, String) {
+        let (mut ready, mut lines) = self.readiness.report();
+        if let Some((_, scoped)) = self.scoped.current() {
+            let (scoped_ready, scoped_lines) = scoped.report();
+            ready &= scoped_ready;
+            lines.push_str(&scoped_lines);
+        }
+        (ready, lines)
+    }
 }
 
 /// Serves `exposition` on `listener` until `shutdown` completes; then stops accepting (scrapes
@@ -325,7 +387,7 @@ async fn respond(exposition: &Exposition, request: &Request<Incoming>) -> Respon
         "/metrics" => metrics(exposition, request.headers()).await,
         "/healthz" | "/livez" => plain(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
-            let (ready, lines) = exposition.readiness.report();
+            let (ready, lines) = exposition.readiness_report();
             let status = if ready {
                 StatusCode::OK
             } else {
@@ -350,11 +412,13 @@ async fn metrics(exposition: &Exposition, headers: &HeaderMap) -> Response<Full<
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(header(ACCEPT));
     let gzip = accepts_gzip(header(ACCEPT_ENCODING));
-    let registry = exposition.registry.clone();
+    let page_source = exposition.clone();
     let started = Instant::now();
     // Rendering and compressing a large page is CPU work: keep it off the async threads.
     let rendered = tokio::task::spawn_blocking(move || {
-        let page = render(&registry, format).map_err(|_| "the registry could not be encoded")?;
+        let page = page_source
+            .render(format)
+            .map_err(|_| "the registry could not be encoded")?;
         if gzip {
             gzipped(page.as_bytes()).map_err(|_| "the page could not be compressed")
         } else {

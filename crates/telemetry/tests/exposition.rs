@@ -5,7 +5,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
 use fleetwatch_telemetry::exposition::{
-    self, Exposition, Format, OPENMETRICS_CONTENT_TYPE, Readiness, ServerMetrics, TEXT_CONTENT_TYPE,
+    self, Exposition, Format, OPENMETRICS_CONTENT_TYPE, Readiness, Scoped, ServerMetrics,
+    TEXT_CONTENT_TYPE,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
@@ -85,6 +86,11 @@ fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
 }
 
 async fn server() -> (SocketAddr, Readiness, Arc<Registry>) {
+    let (address, readiness, registry, _) = server_with_scope().await;
+    (address, readiness, registry)
+}
+
+async fn server_with_scope() -> (SocketAddr, Readiness, Arc<Registry>, Scoped) {
     let mut registry = Registry::default();
     let served: Counter = Counter::default();
     served.inc_by(7);
@@ -98,13 +104,15 @@ async fn server() -> (SocketAddr, Readiness, Arc<Registry>) {
         registry: registry.clone(),
         readiness: readiness.clone(),
         metrics,
+        scoped: Scoped::default(),
     };
+    let scoped = exposition.scoped.clone();
     tokio::spawn(exposition::serve(
         listener,
         exposition,
         std::future::pending(),
     ));
-    (address, readiness, registry)
+    (address, readiness, registry, scoped)
 }
 
 async fn fetch(address: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
@@ -189,6 +197,41 @@ async fn readyz_waits_for_every_component_and_healthz_does_not() {
         String::from_utf8_lossy(&ready.body),
         "[+]informers ok\nreadyz check ok\n"
     );
+}
+
+#[tokio::test]
+async fn scoped_series_and_checks_come_and_go_together() {
+    let (address, readiness, _, scoped) = server_with_scope().await;
+    readiness.component("process").set(true);
+    let mut registry = Registry::default();
+    let leads: Counter = Counter::default();
+    leads.inc();
+    registry.register("demo_term_work", "Work done this term", leads);
+    let term = Readiness::default();
+    let sources = term.component("sources");
+    scoped.set(registry, term);
+
+    let page = String::from_utf8(fetch(address, "GET", "/metrics", &[]).await.body).expect("utf-8");
+    assert!(page.contains("demo_served_total 7\n"), "{page}");
+    assert!(page.contains("demo_term_work_total 1\n"), "{page}");
+    let accept = [("Accept", "application/openmetrics-text")];
+    let om =
+        String::from_utf8(fetch(address, "GET", "/metrics", &accept).await.body).expect("utf-8");
+    assert_eq!(om.matches("# EOF").count(), 1, "{om}");
+    assert!(om.ends_with("# EOF\n"));
+    let waiting = fetch(address, "GET", "/readyz?verbose", &[]).await;
+    assert_eq!(waiting.status, 503);
+    assert_eq!(
+        String::from_utf8_lossy(&waiting.body),
+        "[+]process ok\n[-]sources not ready\nreadyz check not ready\n"
+    );
+    sources.set(true);
+    assert_eq!(fetch(address, "GET", "/readyz", &[]).await.status, 200);
+
+    scoped.clear();
+    let page = String::from_utf8(fetch(address, "GET", "/metrics", &[]).await.body).expect("utf-8");
+    assert!(!page.contains("demo_term_work"), "{page}");
+    assert!(page.contains("demo_served_total 7\n"), "{page}");
 }
 
 #[tokio::test]

@@ -19,7 +19,15 @@ use crate::error::{Error, Result};
 /// The marker file that makes a directory a lab directory.
 pub const MARKER: &str = ".fleetwatch-lab";
 /// Every entry the lab creates in its directory, besides the marker; nothing else is deleted.
-const OWNED: [&str; 6] = ["state.json", "pki", "etcd", "logs", "users", "kubeconfig"];
+const OWNED: [&str; 7] = [
+    "state.json",
+    "pki",
+    "etcd",
+    "logs",
+    "users",
+    "kubeconfig",
+    "audit",
+];
 
 /// What the marker records.
 #[derive(Debug, Serialize, Deserialize)]
@@ -60,6 +68,10 @@ impl LabDir {
     /// Kubeconfigs and client certificates of other users.
     pub(crate) fn users(&self) -> PathBuf {
         self.root.join("users")
+    }
+    /// The audit policy and webhook kubeconfig, when the API server audits to a webhook.
+    pub(crate) fn audit(&self) -> PathBuf {
+        self.root.join("audit")
     }
     fn marker(&self) -> PathBuf {
         self.root.join(MARKER)

@@ -51,6 +51,8 @@ pub struct LabOptions {
     pub max_requests_inflight: Option<(u32, u32)>,
     /// How long each process may take to become ready.
     pub start_timeout: Duration,
+    /// Send audit events to a webhook (none by default: the API server audits nothing).
+    pub audit_webhook: Option<AuditWebhook>,
 }
 
 impl LabOptions {
@@ -62,8 +64,38 @@ impl LabOptions {
             detached: false,
             max_requests_inflight: None,
             start_timeout: Duration::from_secs(120),
+            audit_webhook: None,
         }
     }
+}
+
+/// The user of the client certificate kube-apiserver presents to the audit webhook, issued
+/// by the lab's client CA (see [`ControlPlane::client_ca_file`]).
+pub const AUDIT_WEBHOOK_USER: &str = "kube-apiserver-audit-webhook";
+
+/// An audit policy that records every request at `Metadata` level (who, what, when, how it
+/// ended; no bodies), once it has completed or started streaming.
+pub const METADATA_AUDIT_POLICY: &str = "\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+";
+
+/// Where and what the lab's API server audits (`--audit-policy-file`,
+/// `--audit-webhook-config-file`). The lab writes the policy and a webhook kubeconfig into
+/// `<dir>/audit/`; the kubeconfig trusts `ca_pem` for the receiver and presents a client
+/// certificate for [`AUDIT_WEBHOOK_USER`] from the lab's client CA, which the receiver is to
+/// trust.
+#[derive(Debug, Clone)]
+pub struct AuditWebhook {
+    /// Where batches are posted, e.g. `https://127.0.0.1:<port>/audit`.
+    pub url: String,
+    /// The CA (PEM) that signed the receiver's serving certificate.
+    pub ca_pem: String,
+    /// The audit policy (an `audit.k8s.io/v1` `Policy`, YAML), e.g. [`METADATA_AUDIT_POLICY`].
+    pub policy: String,
 }
 
 /// What `state.json` records about a running lab.
@@ -189,12 +221,15 @@ impl ControlPlane {
         let launch = on_free_ports("kube-apiserver", &log, async || {
             let port = free_port()?;
             let etcd_url = self.etcd_url();
-            let args = recipes::apiserver(
+            let mut args = recipes::apiserver(
                 &etcd_url,
                 port,
                 &self.dir.pki(),
                 options.max_requests_inflight,
             );
+            if let Some(webhook) = &options.audit_webhook {
+                args.extend(self.write_audit_webhook(webhook)?);
+            }
             self.state().apiserver_url = recipes::apiserver_url(port);
             self.issue(ADMIN_USER, &["system:masters"], self.dir.kubeconfig())?;
             let launch = self.launch_of("kube-apiserver", &binaries.kube_apiserver, args, options);
@@ -204,6 +239,23 @@ impl ControlPlane {
         .await?;
         *lock(&self.apiserver) = Some(launch);
         Ok(())
+    }
+
+    /// Writes the audit policy, the receiver's CA and the webhook kubeconfig (with a client
+    /// certificate of its own) into `<dir>/audit/`, and returns the API server's flags for them.
+    fn write_audit_webhook(&self, webhook: &AuditWebhook) -> Result<Vec<String>> {
+        let audit = self.dir.audit();
+        std::fs::create_dir_all(&audit)
+            .map_err(Error::io("creating the audit directory", &audit))?;
+        let (policy, ca) = (audit.join("policy.yaml"), audit.join("receiver-ca.crt"));
+        dir::write_private(&[
+            (policy.clone(), webhook.policy.clone()),
+            (ca.clone(), webhook.ca_pem.clone()),
+        ])?;
+        let cert = self.pki.client_cert(AUDIT_WEBHOOK_USER, &[])?;
+        let files = UserFiles::new(&audit, AUDIT_WEBHOOK_USER, audit.join("webhook.kubeconfig"));
+        files.write(&webhook.url, &ca, AUDIT_WEBHOOK_USER, &cert)?;
+        Ok(recipes::audit_webhook(&policy, &files.kubeconfig))
     }
 
     async fn start_controller_manager(
@@ -297,6 +349,12 @@ impl ControlPlane {
     /// The admin kubeconfig (`system:masters`).
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.kubeconfig()
+    }
+
+    /// The client CA (PEM): it signs every lab user's certificate, and the one the API server
+    /// presents to an audit webhook.
+    pub fn client_ca_file(&self) -> PathBuf {
+        self.dir.pki().join("client-ca.crt")
     }
 
     /// The lab's directory.

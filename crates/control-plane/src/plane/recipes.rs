@@ -63,6 +63,18 @@ pub(crate) fn apiserver(
     args
 }
 
+/// kube-apiserver's audit flags: `policy` decides what is audited, `webhook` (a kubeconfig)
+/// where batches go. Batches are sent after at most a second (the default, 30 s, would make
+/// every test wait), and a failed send is retried after a second rather than ten.
+pub(crate) fn audit_webhook(policy: &Path, webhook: &Path) -> Vec<String> {
+    vec![
+        format!("--audit-policy-file={}", policy.display()),
+        format!("--audit-webhook-config-file={}", webhook.display()),
+        "--audit-webhook-batch-max-wait=1s".to_owned(),
+        "--audit-webhook-initial-backoff=1s".to_owned(),
+    ]
+}
+
 /// kube-controller-manager as the admin (`kubeconfig`), serving on loopback at `port`.
 pub(crate) fn controller_manager(kubeconfig: &Path, port: u16, pki: &Path) -> Vec<String> {
     let kubeconfig = kubeconfig.display();

@@ -7,3 +7,4 @@ pub mod lab_load;
 pub mod lab_sweep;
 pub mod replay;
 pub mod sim;
+pub mod top;
