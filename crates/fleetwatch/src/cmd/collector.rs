@@ -9,8 +9,7 @@ use fleetwatch_collector::CollectorConfig;
 use tokio::net::TcpListener;
 
 #[derive(Debug, clap::Args)]
-#[command(
-    long_about = "Run the control-plane telemetry collector for one cluster.\n\nIt scrapes every \
+#[command(after_long_help = "It scrapes every \
                   API server replica's /metrics, /readyz and /livez, derives SLIs over a sliding \
                   window (request rates, latency quantiles, APF saturation and per-flow-schema \
                   load, etcd latency, watchers, LIST sizes), keeps object state from watches in \
@@ -20,8 +19,7 @@ use tokio::net::TcpListener;
                   (`fleetwatch-collector` in the pod's namespace): only the leader watches and \
                   scrapes, and a follower takes over within the lease duration (15 s). On \
                   SIGTERM it stops its sources, releases the Lease and flushes remote-write.\n\nWithout --kubeconfig it uses $KUBECONFIG, then \
-                  ~/.kube/config, then the pod's service account."
-)]
+                  ~/.kube/config, then the pod's service account.")]
 pub struct Args {
     /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long, value_name = "FILE")]
