@@ -1,17 +1,16 @@
 //! The API-server source against the real kube-apiserver of the lab: its page parses cleanly and
 //! has what the signals read, and a running collector serves the derived SLIs.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use fleetwatch_client::{Client, Settings, Source};
+use common::{client, get};
 use fleetwatch_collector::CollectorConfig;
 use fleetwatch_collector::apiserver::signals::{Derive, SIGNALS};
-use fleetwatch_control_plane::testing::shared;
 use fleetwatch_telemetry::testing::{Options, Prometheus, ScrapeTarget, promtool_check_metrics};
 use fleetwatch_telemetry::text;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Families v1.37.2 shows only once something happens — a request queued or rejected by APF, a
 /// LIST served from the watch cache (informers use streaming lists there) — so a quiet lab's
@@ -22,21 +21,6 @@ const ONLY_AFTER_AN_EVENT: [&str; 4] = [
     "apiserver_flowcontrol_rejected_requests_total",
     "apiserver_cache_list_returned_objects_total",
 ];
-
-async fn client() -> Client {
-    let plane = shared();
-    let mut settings = Settings::new("collector-test");
-    settings.start_jitter = Duration::from_millis(100);
-    Client::connect(
-        Source::Kubeconfig {
-            path: plane.kubeconfig(),
-            context: None,
-        },
-        settings,
-    )
-    .await
-    .expect("connecting to the lab")
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_real_page_parses_cleanly_and_has_every_signal() {
@@ -100,33 +84,6 @@ async fn the_real_page_parses_cleanly_and_has_every_signal() {
         compared += 1;
     }
     assert!(compared > 1000, "only {compared} samples compared");
-}
-
-/// GETs `path` from the collector's server (HTTP/1.0, read to the end).
-async fn get(address: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect to the collector");
-    let request = format!("GET {path} HTTP/1.0\r\nHost: collector\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send the request");
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .await
-        .expect("read the answer");
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 fn value_of(page: &str, series_prefix: &str) -> Option<f64> {

@@ -2,27 +2,13 @@
 //! it leads, its sources' — to the real Prometheus 2.42 as a remote-write receiver, and pushes
 //! once more as it stops.
 
+mod common;
+
 use std::time::Duration;
 
-use fleetwatch_client::{Client, Settings, Source};
+use common::client;
 use fleetwatch_collector::CollectorConfig;
-use fleetwatch_control_plane::testing::shared;
 use fleetwatch_telemetry::testing::{Options, Prometheus};
-
-async fn client() -> Client {
-    let plane = shared();
-    let mut settings = Settings::new("collector-remote-write-test");
-    settings.start_jitter = Duration::from_millis(100);
-    Client::connect(
-        Source::Kubeconfig {
-            path: plane.kubeconfig(),
-            context: None,
-        },
-        settings,
-    )
-    .await
-    .expect("a client for the lab")
-}
 
 /// The value of the one series `promql` selects, once Prometheus has it with a value that
 /// `accept`s.

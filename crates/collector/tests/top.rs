@@ -1,30 +1,16 @@
 //! `fleetwatch top`'s view against a real collector on the lab's control plane, and its errors
 //! against servers that are not one: nothing listening, an HTTP 500, a page over the limit.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fleetwatch_client::{Client, Settings, Source};
+use common::client;
 use fleetwatch_collector::CollectorConfig;
 use fleetwatch_collector::top::view::{Audit, State};
 use fleetwatch_collector::top::{self, FetchError, Options, Url};
-use fleetwatch_control_plane::testing::shared;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn client() -> Client {
-    let plane = shared();
-    let mut settings = Settings::new("collector-test");
-    settings.start_jitter = Duration::from_millis(100);
-    Client::connect(
-        Source::Kubeconfig {
-            path: plane.kubeconfig(),
-            context: None,
-        },
-        settings,
-    )
-    .await
-    .expect("connecting to the lab")
-}
 
 fn options(address: SocketAddr) -> Options {
     let url = Url::parse(&format!("http://{address}/metrics")).expect("a valid URL");
