@@ -15,6 +15,7 @@ use fleetwatch_collector::component::{Build, Component};
 use fleetwatch_control_plane::plane::{
     AuditWebhook, ControlPlane, LabOptions, METADATA_AUDIT_POLICY,
 };
+use fleetwatch_control_plane::testing::Dedicated;
 use fleetwatch_telemetry::exposition::{Format, Readiness, render};
 use fleetwatch_telemetry::text;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -52,10 +53,7 @@ async fn a_real_api_server_audits_to_the_receiver() {
         ca_pem: receiver_tls.ca_pem.clone(),
         policy: METADATA_AUDIT_POLICY.to_owned(),
     });
-    let lab = Stopping(Some(
-        ControlPlane::start(options).await.expect("the lab starts"),
-    ));
-    let plane = lab.0.as_ref().expect("the lab");
+    let plane = Dedicated::start(options).await.expect("the lab starts");
 
     let config = receiver_tls.config(plane.client_ca_file());
     let mut registry = Registry::default();
@@ -64,7 +62,7 @@ async fn a_real_api_server_audits_to_the_receiver() {
     let serving = tokio::spawn(receiver.serve(stop));
     let page = || render(&registry, Format::Text).expect("renders");
 
-    attributes_requests_to_the_test_user(plane, &page).await;
+    attributes_requests_to_the_test_user(&plane, &page).await;
     let poster = Poster::new(
         address,
         &receiver_tls.ca_pem,
@@ -74,7 +72,7 @@ async fn a_real_api_server_audits_to_the_receiver() {
     refuses_clients_without_a_certificate(&poster, &page).await;
     bounds_clients_to_the_top_k(&poster, &page, config.top_k).await;
     measures_a_400_event_batch(&poster).await;
-    the_component_builds_serves_and_stops(plane, &receiver_tls).await;
+    the_component_builds_serves_and_stops(&plane, &receiver_tls).await;
 
     let _ = stop_tx.send(true);
     tokio::time::timeout(Duration::from_secs(10), serving)
@@ -611,25 +609,5 @@ async fn poll<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Stops the lab when the test ends, also when it fails.
-struct Stopping(Option<ControlPlane>);
-
-impl Drop for Stopping {
-    fn drop(&mut self) {
-        let Some(plane) = self.0.take() else { return };
-        // Its own thread and runtime: this may run inside the test's runtime, or unwinding.
-        let stopped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map(|runtime| runtime.block_on(plane.stop()))
-        })
-        .join();
-        if !matches!(stopped, Ok(Ok(Ok(())))) {
-            eprintln!("stopping the audit test's control plane failed");
-        }
     }
 }

@@ -61,6 +61,8 @@ pub enum Error {
         "kube-apiserver cannot be restarted from this handle: it was not started by it (attached labs only observe)"
     )]
     CannotRestart,
+    #[error("{asked} extra API server replicas asked for; the lab runs at most {max}")]
+    Replicas { asked: usize, max: usize },
     #[error("generating certificates: {0}")]
     Pki(#[from] rcgen::Error),
     #[error("kubeconfig {}: {reason}", path.display())]

@@ -82,3 +82,37 @@ async fn clean_dead_test_labs(base: &Path) {
         }
     }
 }
+
+/// A control plane of one test's own, for tests that restart, freeze or reconfigure it: stopped
+/// when dropped, also when the test fails.
+#[derive(Debug)]
+pub struct Dedicated(Option<ControlPlane>);
+
+impl Dedicated {
+    /// Starts a control plane with `options` (see [`ControlPlane::start`]).
+    pub async fn start(options: LabOptions) -> crate::error::Result<Dedicated> {
+        ControlPlane::start(options)
+            .await
+            .map(|plane| Dedicated(Some(plane)))
+    }
+}
+
+impl std::ops::Deref for Dedicated {
+    type Target = ControlPlane;
+
+    fn deref(&self) -> &ControlPlane {
+        // Taken only in `drop`.
+        self.0.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        let Some(plane) = self.0.take() else { return };
+        // Its own thread and runtime: this may run inside the test's runtime, or unwinding.
+        let stopped = std::thread::spawn(move || runtime().block_on(plane.stop())).join();
+        if !matches!(stopped, Ok(Ok(()))) {
+            eprintln!("stopping a test's own control plane failed: {stopped:?}");
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! SLIs derived from what they say about themselves.
 //!
 //! Replicas come from the `kubernetes` EndpointSlice in `default` (one watch, not a poll), or the
-//! configured server while the slice lists none. Every interval (jittered) each replica's
+//! configured server while the slice lists none, or the configured list of replicas. Every interval (jittered) each replica's
 //! `/metrics`, `/readyz?verbose` and `/livez?verbose` are read through the budgeted client —
 //! one process-wide ceiling covers every replica — each with a timeout and a size limit. A page
 //! is parsed strictly: a bad line is counted and logged (rate-limited), the rest still counts.
@@ -44,6 +44,10 @@ pub struct ApiServerConfig {
     /// The sliding window the SLIs are derived over.
     #[serde(rename = "window_seconds", with = "crate::config::seconds")]
     pub window: Duration,
+    /// The replicas' URLs (`https://host:port`), in place of the `kubernetes` EndpointSlice:
+    /// for when the slice lists addresses this collector cannot reach (an API server behind a
+    /// load balancer whose replicas advertise internal addresses, the lab's loopback replicas).
+    pub replicas: Vec<String>,
 }
 
 impl Default for ApiServerConfig {
@@ -54,6 +58,7 @@ impl Default for ApiServerConfig {
             // A 5,000-node API server's page is a few MB; 32 MiB leaves room and bounds memory.
             max_page_bytes: 32 << 20,
             window: Duration::from_secs(300),
+            replicas: Vec::new(),
         }
     }
 }
@@ -74,6 +79,11 @@ impl ApiServerConfig {
         }
         if self.max_page_bytes < 1024 {
             return Err("apiserver.max_page_bytes: must be at least 1024".into());
+        }
+        if let Some(bad) = self.replicas.iter().find(|r| !r.starts_with("https://")) {
+            return Err(format!(
+                "apiserver.replicas: {bad:?} is not an https:// URL (https://host:port)"
+            ));
         }
         Ok(())
     }
@@ -112,9 +122,11 @@ impl ApiServers {
         mut stop: watch::Receiver<bool>,
         ready: impl Fn(),
     ) {
-        let discovery = match Discovery::start(&client) {
-            Ok(discovery) => Some(discovery),
-            Err(error) => {
+        let listed = !config.replicas.is_empty();
+        let discovery = match (!listed).then(|| Discovery::start(&client)) {
+            None => None,
+            Some(Ok(discovery)) => Some(discovery),
+            Some(Err(error)) => {
                 tracing::warn!(%error, "cannot watch the kubernetes EndpointSlice; scraping the configured server only");
                 None
             }
@@ -124,6 +136,7 @@ impl ApiServers {
         let mut announced = false;
         loop {
             let servers = match &discovery {
+                _ if listed => config.replicas.clone(),
                 Some(discovery) => discovery.servers(client.server()),
                 None => vec![client.server().to_owned()],
             };

@@ -4,7 +4,8 @@
 //! Its directory ([`dir`]) holds everything it made: a marker, `state.json` (the processes it
 //! started, written as each one starts so a crash leaves a record), `pki/`, `etcd/`, `logs/`,
 //! `users/` and `kubeconfig`. The processes' command lines are in [`recipes`], how they are
-//! started and awaited in [`launch`], fault injection for tests in [`faults`].
+//! started and awaited in [`launch`], more API server replicas in [`replicas`], fault injection
+//! for tests in [`faults`].
 
 pub mod dir;
 mod etcd;
@@ -12,6 +13,7 @@ mod faults;
 pub mod kubeconfig;
 mod launch;
 mod recipes;
+mod replicas;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -29,6 +31,7 @@ use crate::pki::{Pki, service_account_keys};
 use crate::process::{Recorded, free_port, spawn};
 
 pub use self::dir::MARKER;
+pub use self::replicas::MAX_EXTRA_APISERVERS;
 
 /// The admin user: a client certificate in `system:masters`.
 pub const ADMIN_USER: &str = "fleetwatch-lab-admin";
@@ -53,6 +56,9 @@ pub struct LabOptions {
     pub start_timeout: Duration,
     /// Send audit events to a webhook (none by default: the API server audits nothing).
     pub audit_webhook: Option<AuditWebhook>,
+    /// More kube-apiserver replicas on the same etcd, up to [`MAX_EXTRA_APISERVERS`] (see
+    /// [`replicas`](self::replicas) for what changes with more than one).
+    pub extra_apiservers: usize,
 }
 
 impl LabOptions {
@@ -65,6 +71,7 @@ impl LabOptions {
             max_requests_inflight: None,
             start_timeout: Duration::from_secs(120),
             audit_webhook: None,
+            extra_apiservers: 0,
         }
     }
 }
@@ -104,6 +111,9 @@ pub struct LabState {
     pub processes: Vec<Recorded>,
     pub etcd_url: String,
     pub apiserver_url: String,
+    /// The extra replicas' URLs, in start order.
+    #[serde(default)]
+    pub replica_urls: Vec<String>,
 }
 
 /// A running lab control plane. Dropping it does not stop it: call [`ControlPlane::stop`] (or
@@ -116,6 +126,8 @@ pub struct ControlPlane {
     state: Mutex<LabState>,
     /// How kube-apiserver was launched, to restart it the same way.
     apiserver: Mutex<Option<Launch>>,
+    /// How each extra replica was launched, and its URL.
+    replicas: Mutex<Vec<(Launch, String)>>,
 }
 
 impl ControlPlane {
@@ -142,6 +154,7 @@ impl ControlPlane {
             pki: Pki::generate()?,
             state: Mutex::default(),
             apiserver: Mutex::default(),
+            replicas: Mutex::default(),
         };
         let started = plane.start_processes(&binaries, &options).await;
         if let Err(e) = &started {
@@ -173,6 +186,7 @@ impl ControlPlane {
             dir: lab,
             state: Mutex::new(state),
             apiserver: Mutex::default(),
+            replicas: Mutex::default(),
         })
     }
 
@@ -180,6 +194,7 @@ impl ControlPlane {
         self.write_pki()?;
         self.start_etcd(binaries, options).await?;
         self.start_apiserver(binaries, options).await?;
+        self.start_replicas(binaries, options).await?;
         if options.controllers {
             self.start_controller_manager(binaries, options).await?;
         }
@@ -229,6 +244,9 @@ impl ControlPlane {
             );
             if let Some(webhook) = &options.audit_webhook {
                 args.extend(self.write_audit_webhook(webhook)?);
+            }
+            if options.extra_apiservers > 0 {
+                args.push(replicas::NO_ENDPOINT_RECONCILER.to_owned());
             }
             self.state().apiserver_url = recipes::apiserver_url(port);
             self.issue(ADMIN_USER, &["system:masters"], self.dir.kubeconfig())?;

@@ -67,6 +67,12 @@ struct UpArgs {
     controllers: bool,
     #[command(flatten)]
     inflight: InflightArgs,
+    /// kube-apiserver replicas on the one etcd (1–4), each on 127.0.0.1 at its own port, as a
+    /// highly available control plane runs them. With more than one, none maintains the
+    /// `kubernetes` EndpointSlice (it refuses loopback addresses): `lab status` and the
+    /// collector's `apiserver.replicas` list them instead.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
+    apiservers: u8,
     /// Create requests in flight at once while populating.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=512))]
     concurrency: u16,
@@ -140,11 +146,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     options.controllers = args.controllers;
     options.detached = true;
     options.max_requests_inflight = args.inflight.limits();
+    options.extra_apiservers = usize::from(args.apiservers) - 1;
     let plane = ControlPlane::start(options)
         .await
         .context("starting the lab control plane")?;
     tracing::info!(
-        server = plane.apiserver_url(),
+        server = plane.apiserver_urls().join(" "),
         elapsed_s = format!("{:.1}", started.elapsed().as_secs_f64()),
         "control plane ready"
     );
