@@ -124,8 +124,11 @@ pub async fn run(
     };
     tokio::pin!(elected);
     let elected = tokio::select! {
-        // Only an error ends the campaign before `stop`.
-        failed = &mut elected => failed,
+        // Before `stop`, the campaign ends only if it failed (or its task died).
+        ended = &mut elected => ended.and_then(|()| Err(Error::Component {
+            component: "leader_election",
+            reason: "the campaign ended before the collector was stopped".into(),
+        })),
         () = stopping => elected.await,
     };
     if let Err(error) = elected {
