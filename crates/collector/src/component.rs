@@ -4,12 +4,15 @@
 //! is added without touching another: implement [`Component`] for its config and list it in
 //! [`crate::run`].
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use fleetwatch_client::Client;
 use fleetwatch_telemetry::exposition::Readiness;
+use fleetwatch_telemetry::page::Section;
 
 use crate::error::Error;
 
@@ -23,6 +26,8 @@ pub struct Build<'a> {
     pub client: &'a Client,
     /// Where the component registers its series (before `/metrics` is served).
     pub registry: &'a mut Registry,
+    /// Where a component with very many series adds the section that writes them.
+    pub sections: &'a mut Vec<Arc<dyn Section>>,
     /// Where the component registers its readiness, for `/readyz`.
     pub readiness: &'a Readiness,
     /// Turns true when the collector stops.

@@ -142,7 +142,7 @@ impl crate::component::Component for ObjectsConfig {
                 component: "objects",
                 reason: e.to_string(),
             })?;
-        build.registry.register_collector(Box::new(state.clone()));
+        build.sections.push(std::sync::Arc::new(state.clone()));
         let mut stop = build.stop.clone();
         Ok(Box::pin(async move {
             tokio::select! {

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use fleetwatch_client::Client;
 use fleetwatch_telemetry::exposition::{self, Exposition, Readiness, Scoped, ServerMetrics};
+use fleetwatch_telemetry::page::Section;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -67,15 +68,18 @@ pub async fn run(
     let (stop_tx, stop) = watch::channel(false);
     // The audit receiver makes no API requests and the API server's webhook may reach any
     // replica: it runs on every one, leader or not.
+    let mut sections = Vec::new();
     let audit = config.audit.build(&mut Build {
         client: &client,
         registry: &mut registry,
+        sections: &mut sections,
         readiness: &readiness,
         stop: stop.clone(),
     })?;
     let audit = tokio::spawn(audit);
     let exposition = Exposition {
         registry: Arc::new(registry),
+        sections,
         readiness,
         metrics,
         scoped: Scoped::default(),
@@ -197,8 +201,8 @@ impl Terms<'_> {
             reason: e.to_string(),
         })?;
         let (end_tx, end) = watch::channel(false);
-        let (registry, readiness, tasks) = build(self.config, &client, end)?;
-        self.scoped.set(registry, readiness);
+        let (registry, sections, readiness, tasks) = build(self.config, &client, end)?;
+        self.scoped.set(registry, sections, readiness);
         tracing::info!("leading: sources started");
         let running: Vec<_> = tasks
             .into_iter()
@@ -225,7 +229,12 @@ impl Terms<'_> {
     }
 }
 
-type Built = (Registry, Readiness, Vec<(&'static str, Task)>);
+type Built = (
+    Registry,
+    Vec<Arc<dyn Section>>,
+    Readiness,
+    Vec<(&'static str, Task)>,
+);
 
 /// Builds every source with `client`, their series and readiness in a registry of their own.
 fn build(
@@ -234,6 +243,7 @@ fn build(
     stop: watch::Receiver<bool>,
 ) -> Result<Built, Error> {
     let mut registry = Registry::default();
+    let mut sections = Vec::new();
     let readiness = Readiness::default();
     let components: Vec<&dyn Component> = vec![&config.apiserver, &config.objects];
     let mut tasks = Vec::new();
@@ -241,10 +251,11 @@ fn build(
         let mut build = Build {
             client,
             registry: &mut registry,
+            sections: &mut sections,
             readiness: &readiness,
             stop: stop.clone(),
         };
         tasks.push((component.name(), component.build(&mut build)?));
     }
-    Ok((registry, readiness, tasks))
+    Ok((registry, sections, readiness, tasks))
 }

@@ -141,8 +141,8 @@ fn now_ms() -> i64 {
 
 /// Every sample of `page` as a series with one sample at `timestamp_ms` (a sample's own
 /// timestamp wins).
-fn time_series(page: &str, timestamp_ms: i64) -> Vec<TimeSeries> {
-    text::parse(page)
+fn time_series(page: &[u8], timestamp_ms: i64) -> Vec<TimeSeries> {
+    text::parse_bytes(page)
         .samples()
         .map(|sample| {
             TimeSeries::new(
@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn every_sample_becomes_a_series_with_its_labels() {
         let page = "# TYPE a_total counter\na_total{x=\"1\",y=\"q\\\"\"} 3\nb 2 1700000000000\n";
-        let series = time_series(page, 42);
+        let series = time_series(page.as_bytes(), 42);
         assert_eq!(series.len(), 2);
         let labels: Vec<(&str, &str)> = series[0]
             .labels

@@ -332,6 +332,7 @@ async fn the_component_builds_serves_and_stops(plane: &ControlPlane, tls: &Recei
     let mut build = Build {
         client: &client,
         registry: &mut registry,
+        sections: &mut Vec::new(),
         readiness: &readiness,
         stop,
     };

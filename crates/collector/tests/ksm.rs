@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 use fleetwatch_client::{Client, Settings, Source};
 use fleetwatch_collector::objects::{CLAIMED, ObjectState};
 use fleetwatch_control_plane::{ControlPlane, PopulateSpec, binaries, populate, testing};
-use fleetwatch_telemetry::exposition::{Format, render};
+use fleetwatch_telemetry::exposition::Format;
+use fleetwatch_telemetry::page::{self, Section};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -360,9 +360,9 @@ async fn kube_state_metrics_page(port: u16, ksm: &mut Started) -> String {
 }
 
 fn our_page(state: &ObjectState) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(state.clone()));
-    render(&registry, Format::Text).expect("encoding the collector's families")
+    let mut page = Vec::new();
+    state.write(&mut page::Page::new(&mut page, Format::Text));
+    String::from_utf8(page).expect("the collector writes UTF-8")
 }
 
 async fn collector_client(plane: &ControlPlane) -> Client {

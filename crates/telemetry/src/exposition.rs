@@ -28,13 +28,15 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::encoding::text::encode_registry;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+use crate::page::{Page, Section};
 
 /// The content type of Prometheus text format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -94,11 +96,39 @@ pub fn render(registry: &Registry, format: Format) -> Result<String, std::fmt::E
 
 /// Renders `registries` as one page in `format` (their family names must not overlap).
 pub fn render_all(registries: &[&Registry], format: Format) -> Result<String, std::fmt::Error> {
+    let mut page = families(registries, format)?;
+    if format == Format::OpenMetrics {
+        page.push_str(EOF);
+    }
+    Ok(page)
+}
+
+/// Renders `registries`, then `sections`, as one page in `format` (no family name may appear
+/// twice).
+pub fn render_page(
+    registries: &[&Registry],
+    sections: &[Arc<dyn Section>],
+    format: Format,
+) -> Result<Vec<u8>, std::fmt::Error> {
+    let mut page = families(registries, format)?.into_bytes();
+    for section in sections {
+        section.write(&mut Page::new(&mut page, format));
+    }
+    if format == Format::OpenMetrics {
+        page.extend_from_slice(EOF.as_bytes());
+    }
+    Ok(page)
+}
+
+/// OpenMetrics' last line.
+const EOF: &str = "# EOF\n";
+
+/// The registries' families in `format`, without OpenMetrics' `# EOF`.
+fn families(registries: &[&Registry], format: Format) -> Result<String, std::fmt::Error> {
     let mut openmetrics = String::new();
     for registry in registries {
         encode_registry(&mut openmetrics, registry)?;
     }
-    encode_eof(&mut openmetrics)?;
     Ok(match format {
         Format::OpenMetrics => openmetrics,
         Format::Text => openmetrics_to_text(&openmetrics),
@@ -241,14 +271,22 @@ impl Readiness {
 pub struct Scoped(Arc<RwLock<Option<ScopedParts>>>);
 
 /// What a [`Scoped`] holds while set.
-type ScopedParts = (Arc<Registry>, Readiness);
+#[derive(Debug, Clone)]
+struct ScopedParts {
+    registry: Arc<Registry>,
+    sections: Arc<[Arc<dyn Section>]>,
+    readiness: Readiness,
+}
 
 impl Scoped {
-    /// Serves `registry` beside the process's own and reports `readiness` in `/readyz`,
-    /// replacing what was there.
-    pub fn set(&self, registry: Registry, readiness: Readiness) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) =
-            Some((Arc::new(registry), readiness));
+    /// Serves `registry` and then `sections` beside the process's own series and reports
+    /// `readiness` in `/readyz`, replacing what was there.
+    pub fn set(&self, registry: Registry, sections: Vec<Arc<dyn Section>>, readiness: Readiness) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some(ScopedParts {
+            registry: Arc::new(registry),
+            sections: sections.into(),
+            readiness,
+        });
     }
 
     /// Removes the series and checks.
@@ -300,6 +338,8 @@ impl ServerMetrics {
 pub struct Exposition {
     /// The registry `/metrics` renders; fully registered before it is shared.
     pub registry: Arc<Registry>,
+    /// Series written onto the page after the registry's (see [`Section`]).
+    pub sections: Vec<Arc<dyn Section>>,
     /// The components `/readyz` reports.
     pub readiness: Readiness,
     /// The server's own metrics, registered in `registry`.
@@ -310,18 +350,26 @@ pub struct Exposition {
 
 impl Exposition {
     /// The page `/metrics` serves now: the process's series and the scoped ones.
-    pub fn render(&self, format: Format) -> Result<String, std::fmt::Error> {
+    pub fn render(&self, format: Format) -> Result<Vec<u8>, std::fmt::Error> {
         match self.scoped.current() {
-            Some((scoped, _)) => render_all(&[&self.registry, &scoped], format),
-            None => render(&self.registry, format),
+            Some(scoped) => {
+                let sections: Vec<_> = self
+                    .sections
+                    .iter()
+                    .chain(&*scoped.sections)
+                    .cloned()
+                    .collect();
+                render_page(&[&self.registry, &scoped.registry], &sections, format)
+            }
+            None => render_page(&[&self.registry], &self.sections, format),
         }
     }
 
     /// Whether the process and its scoped components are ready, one line per component.
     fn readiness_report(&self) -> (bool, String) {
         let (mut ready, mut lines) = self.readiness.report();
-        if let Some((_, scoped)) = self.scoped.current() {
-            let (scoped_ready, scoped_lines) = scoped.report();
+        if let Some(scoped) = self.scoped.current() {
+            let (scoped_ready, scoped_lines) = scoped.readiness.report();
             ready &= scoped_ready;
             lines.push_str(&scoped_lines);
         }
@@ -420,7 +468,7 @@ async fn metrics(exposition: &Exposition, headers: &HeaderMap) -> Response<Full<
             .render(format)
             .map_err(|_| "the registry could not be encoded")?;
         if gzip {
-            gzipped(page.as_bytes()).map_err(|_| "the page could not be compressed")
+            gzipped(&page).map_err(|_| "the page could not be compressed")
         } else {
             Ok(Bytes::from(page))
         }

@@ -3,7 +3,8 @@
 //! text format (for the pages they scrape).
 //!
 //! Owns: serving a `prometheus_client` registry over HTTP with content negotiation
-//! ([`exposition`]); pushing samples to a remote-write receiver through a bounded queue
+//! ([`exposition`]), with large sources writing their families straight onto the page
+//! ([`page`]); pushing samples to a remote-write receiver through a bounded queue
 //! ([`remote_write`]); parsing scraped pages ([`text`]); and, for tests, a real Prometheus on
 //! loopback ([`testing`]).
 //!
@@ -12,6 +13,7 @@
 
 pub mod exposition;
 pub mod limited_log;
+pub mod page;
 pub mod remote_write;
 pub mod testing;
 pub mod text;

@@ -101,6 +101,7 @@ async fn server_with_scope() -> (SocketAddr, Readiness, Arc<Registry>, Scoped) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let exposition = Exposition {
+        sections: Vec::new(),
         registry: registry.clone(),
         readiness: readiness.clone(),
         metrics,
@@ -209,7 +210,7 @@ async fn scoped_series_and_checks_come_and_go_together() {
     registry.register("demo_term_work", "Work done this term", leads);
     let term = Readiness::default();
     let sources = term.component("sources");
-    scoped.set(registry, term);
+    scoped.set(registry, Vec::new(), term);
 
     let page = String::from_utf8(fetch(address, "GET", "/metrics", &[]).await.body).expect("utf-8");
     assert!(page.contains("demo_served_total 7\n"), "{page}");

@@ -1,15 +1,11 @@
 //! What every object-state family shares: its descriptor (name, HELP text as kube-state-metrics
 //! writes it, TYPE), writing one family from one store, and condition statuses.
 //!
-//! Series are written straight from the stores with borrowed label values: rendering allocates
-//! nothing per series.
-
-use std::fmt;
+//! Series are written straight from the stores onto the page with borrowed label values:
+//! rendering allocates nothing per series.
 
 use fleetwatch_client::{ObjectKey, Store};
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
+use fleetwatch_telemetry::page::{Kind, Page, Samples};
 
 /// A family's descriptor. `help` is kube-state-metrics' text, with the `[STABLE] ` it puts
 /// before the HELP of its stable families.
@@ -18,7 +14,7 @@ pub(crate) struct Family {
     /// The name on the page: a counter's ends in `_total`.
     pub(crate) name: &'static str,
     pub(crate) help: &'static str,
-    pub(crate) counter: bool,
+    pub(crate) kind: Kind,
 }
 
 impl Family {
@@ -26,7 +22,7 @@ impl Family {
         Family {
             name,
             help,
-            counter: false,
+            kind: Kind::Gauge,
         }
     }
 
@@ -34,17 +30,7 @@ impl Family {
         Family {
             name,
             help,
-            counter: true,
-        }
-    }
-
-    /// The name `prometheus_client` wants: it appends `_total` to a counter's samples itself
-    /// (and, in the text format, to its HELP and TYPE lines).
-    fn encoder_name(&self) -> &'static str {
-        if self.counter {
-            self.name.strip_suffix("_total").unwrap_or(self.name)
-        } else {
-            self.name
+            kind: Kind::Counter,
         }
     }
 
@@ -53,45 +39,17 @@ impl Family {
     /// HELP and TYPE lines only while it has objects of it.
     pub(crate) fn write<T>(
         &self,
-        encoder: &mut DescriptorEncoder<'_>,
+        page: &mut Page<'_>,
         store: &Store<T>,
-        mut write: impl FnMut(&mut Samples<'_, '_>, &ObjectKey, &T) -> fmt::Result,
-    ) -> fmt::Result {
+        mut write: impl FnMut(&mut Samples<'_, '_>, &ObjectKey, &T),
+    ) {
         if store.is_empty() {
-            return Ok(());
+            return;
         }
-        let metric_type = if self.counter {
-            MetricType::Counter
-        } else {
-            MetricType::Gauge
-        };
-        let mut metric =
-            encoder.encode_descriptor(self.encoder_name(), self.help, None, metric_type)?;
-        let mut samples = Samples {
-            metric: &mut metric,
-        };
+        let mut samples = page.family(self.name, self.help, self.kind);
         for (key, object) in store.iter() {
-            write(&mut samples, key, object)?;
+            write(&mut samples, key, object);
         }
-        Ok(())
-    }
-}
-
-/// Writes the samples of one family.
-#[derive(Debug)]
-pub(crate) struct Samples<'m, 'e> {
-    metric: &'m mut MetricEncoder<'e>,
-}
-
-impl Samples<'_, '_> {
-    /// One gauge sample.
-    pub(crate) fn gauge(&mut self, labels: &impl EncodeLabelSet, value: f64) -> fmt::Result {
-        self.metric.encode_family(labels)?.encode_gauge(&value)
-    }
-
-    /// One counter sample.
-    pub(crate) fn counter(&mut self, labels: &impl EncodeLabelSet, value: u64) -> fmt::Result {
-        ConstCounter::new(value).encode(self.metric.encode_family(labels)?)
     }
 }
 

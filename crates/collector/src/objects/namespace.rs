@@ -1,10 +1,8 @@
 //! Namespaces: phase, conditions and creation time, and the `kube_namespace_*` families.
 
-use std::fmt;
-
 use fleetwatch_client::Store;
+use fleetwatch_telemetry::page::Page;
 use k8s_openapi::api::core::v1::Namespace;
-use prometheus_client::encoding::DescriptorEncoder;
 
 use super::family::{Condition, Family, Status, one_if, unix_seconds};
 
@@ -62,38 +60,34 @@ pub(crate) const STATUS_CONDITION: Family = Family::gauge(
 );
 
 /// Writes the `kube_namespace_*` families from `store`.
-pub(crate) fn encode(
-    store: &Store<NamespaceState>,
-    encoder: &mut DescriptorEncoder<'_>,
-) -> fmt::Result {
-    CREATED.write(encoder, store, |out, key, namespace| {
-        match namespace.created {
-            Some(created) => out.gauge(&[("namespace", &*key.name)], created as f64),
-            None => Ok(()),
+pub(crate) fn encode(store: &Store<NamespaceState>, page: &mut Page<'_>) {
+    CREATED.write(page, store, |out, key, namespace| {
+        if let Some(created) = namespace.created {
+            out.sample(&[("namespace", &*key.name)], created as f64)
         }
-    })?;
+    });
     // No label is allow-listed (kube-state-metrics' default): the family has no series.
-    LABELS.write(encoder, store, |_, _, _| Ok(()))?;
-    STATUS_PHASE.write(encoder, store, |out, key, namespace| {
+    LABELS.write(page, store, |_, _, _| {});
+    STATUS_PHASE.write(page, store, |out, key, namespace| {
         [
             ("Active", Phase::Active),
             ("Terminating", Phase::Terminating),
         ]
         .iter()
-        .try_for_each(|(name, phase)| {
+        .for_each(|(name, phase)| {
             let labels = [("namespace", &*key.name), ("phase", *name)];
-            out.gauge(&labels, one_if(namespace.phase == *phase))
+            out.sample(&labels, one_if(namespace.phase == *phase))
         })
-    })?;
-    STATUS_CONDITION.write(encoder, store, |out, key, namespace| {
-        namespace.conditions.iter().try_for_each(|c| {
-            c.status.series().iter().try_for_each(|(status, value)| {
+    });
+    STATUS_CONDITION.write(page, store, |out, key, namespace| {
+        namespace.conditions.iter().for_each(|c| {
+            c.status.series().iter().for_each(|(status, value)| {
                 let labels = [
                     ("namespace", &*key.name),
                     ("condition", &*c.kind),
                     ("status", status),
                 ];
-                out.gauge(&labels, *value)
+                out.sample(&labels, *value)
             })
         })
     })

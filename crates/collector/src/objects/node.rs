@@ -1,11 +1,9 @@
 //! Nodes: what is kept of each (a few strings and numbers, not the images, volumes or
 //! heartbeat times that make up most of a Node) and the `kube_node_*` families.
 
-use std::fmt;
-
 use fleetwatch_client::Store;
+use fleetwatch_telemetry::page::Page;
 use k8s_openapi::api::core::v1::Node;
-use prometheus_client::encoding::DescriptorEncoder;
 
 use super::family::{Condition, Family, Status, boxed, one_if, unix_seconds};
 use super::resource::{self, List, Resource};
@@ -151,12 +149,13 @@ pub(crate) const STATUS_ADDRESSES: Family =
     Family::gauge("kube_node_status_addresses", "Node address information.");
 
 /// Writes the `kube_node_*` families from `store`.
-pub(crate) fn encode(store: &Store<NodeState>, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
-    CREATED.write(encoder, store, |out, key, node| match node.created {
-        Some(created) => out.gauge(&[("node", &*key.name)], created as f64),
-        None => Ok(()),
-    })?;
-    INFO.write(encoder, store, |out, key, node| {
+pub(crate) fn encode(store: &Store<NodeState>, page: &mut Page<'_>) {
+    CREATED.write(page, store, |out, key, node| {
+        if let Some(created) = node.created {
+            out.sample(&[("node", &*key.name)], created as f64)
+        }
+    });
+    INFO.write(page, store, |out, key, node| {
         let i = &node.info;
         let labels = [
             ("node", &*key.name),
@@ -170,29 +169,29 @@ pub(crate) fn encode(store: &Store<NodeState>, encoder: &mut DescriptorEncoder<'
             ("system_uuid", &*i.system_uuid),
             ("internal_ip", &*i.internal_ip),
         ];
-        out.gauge(&labels, 1.0)
-    })?;
+        out.sample(&labels, 1.0)
+    });
     // No label is allow-listed (kube-state-metrics' default): the family has no series.
-    LABELS.write(encoder, store, |_, _, _| Ok(()))?;
-    ROLE.write(encoder, store, |out, key, node| {
+    LABELS.write(page, store, |_, _, _| {});
+    ROLE.write(page, store, |out, key, node| {
         node.roles
             .iter()
-            .try_for_each(|role| out.gauge(&[("node", &*key.name), ("role", role)], 1.0))
-    })?;
-    SPEC_TAINT.write(encoder, store, |out, key, node| {
-        node.taints.iter().try_for_each(|t| {
+            .for_each(|role| out.sample(&[("node", &*key.name), ("role", role)], 1.0))
+    });
+    SPEC_TAINT.write(page, store, |out, key, node| {
+        node.taints.iter().for_each(|t| {
             let labels = [
                 ("node", &*key.name),
                 ("key", &*t.key),
                 ("value", &*t.value),
                 ("effect", &*t.effect),
             ];
-            out.gauge(&labels, 1.0)
+            out.sample(&labels, 1.0)
         })
-    })?;
-    SPEC_UNSCHEDULABLE.write(encoder, store, |out, key, node| {
-        out.gauge(&[("node", &*key.name)], one_if(node.unschedulable))
-    })?;
+    });
+    SPEC_UNSCHEDULABLE.write(page, store, |out, key, node| {
+        out.sample(&[("node", &*key.name)], one_if(node.unschedulable))
+    });
     for (family, resources) in [
         (
             &STATUS_ALLOCATABLE,
@@ -200,33 +199,33 @@ pub(crate) fn encode(store: &Store<NodeState>, encoder: &mut DescriptorEncoder<'
         ),
         (&STATUS_CAPACITY, |n: &NodeState| &n.capacity),
     ] {
-        family.write(encoder, store, |out, key, node| {
-            resources(node).iter().try_for_each(|r| {
+        family.write(page, store, |out, key, node| {
+            resources(node).iter().for_each(|r| {
                 let labels = [
                     ("node", &*key.name),
                     ("resource", r.name.as_str()),
                     ("unit", r.unit.as_str()),
                 ];
-                out.gauge(&labels, r.value)
+                out.sample(&labels, r.value)
             })
-        })?;
+        });
     }
-    STATUS_CONDITION.write(encoder, store, |out, key, node| {
-        node.conditions.iter().try_for_each(|c| {
-            c.status.series().iter().try_for_each(|(status, value)| {
+    STATUS_CONDITION.write(page, store, |out, key, node| {
+        node.conditions.iter().for_each(|c| {
+            c.status.series().iter().for_each(|(status, value)| {
                 let labels = [
                     ("node", &*key.name),
                     ("condition", &*c.kind),
                     ("status", status),
                 ];
-                out.gauge(&labels, *value)
+                out.sample(&labels, *value)
             })
         })
-    })?;
-    STATUS_ADDRESSES.write(encoder, store, |out, key, node| {
-        node.addresses.iter().try_for_each(|(kind, address)| {
+    });
+    STATUS_ADDRESSES.write(page, store, |out, key, node| {
+        node.addresses.iter().for_each(|(kind, address)| {
             let labels = [("node", &*key.name), ("type", kind), ("address", address)];
-            out.gauge(&labels, 1.0)
+            out.sample(&labels, 1.0)
         })
     })
 }

@@ -3,42 +3,17 @@
 
 use std::collections::BTreeSet;
 
-use fleetwatch_client::Store;
-use prometheus_client::encoding::prometheus_text;
-use prometheus_client::registry::Registry;
+use fleetwatch_telemetry::exposition::Format;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::*;
 
-/// The five stores, encoded as [`ObjectState`] encodes its informers'.
-#[derive(Debug, Default)]
-struct Stores {
-    nodes: Store<NodeState>,
-    pods: Store<PodState>,
-    namespaces: Store<NamespaceState>,
-    daemonsets: Store<DaemonSetState>,
-    deployments: Store<DeploymentState>,
-}
-
-impl Collector for Stores {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
-        namespace::encode(&self.namespaces, &mut encoder)?;
-        node::encode(&self.nodes, &mut encoder)?;
-        pod::encode(&self.pods, &mut encoder)?;
-        workload::encode_daemonsets(&self.daemonsets, &mut encoder)?;
-        workload::encode_deployments(&self.deployments, &mut encoder)
-    }
-}
-
-impl Stores {
-    fn text(self) -> String {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(self));
-        let mut text = String::new();
-        prometheus_text::encode(&mut text, &registry).expect("encoding");
-        text
-    }
+/// The page `stores` write, in the text format.
+fn page_text(stores: &Stores) -> String {
+    let mut page = Vec::new();
+    stores.write(&mut Page::new(&mut page, Format::Text));
+    String::from_utf8(page).expect("UTF-8")
 }
 
 fn object<K: DeserializeOwned>(value: serde_json::Value) -> K {
@@ -92,28 +67,24 @@ fn node() -> Node {
 fn all_kinds() -> Stores {
     let mut stores = Stores::default();
     let pod = pod();
-    stores.pods.apply(&pod, pod::project(&pod));
+    stores.apply_pod(&pod);
     let node = node();
-    stores.nodes.apply(&node, node::project(&node));
+    stores.apply_node(&node);
     let ns: Namespace = object(
         json!({"metadata": {"name": "shop"}, "status": {"phase": "Terminating",
         "conditions": [{"type": "NamespaceContentRemaining", "status": "True"}]}}),
     );
-    stores.namespaces.apply(&ns, namespace::project(&ns));
+    stores.apply_namespace(&ns);
     let ds: DaemonSet = object(
         json!({"metadata": {"name": "agent", "namespace": "shop", "generation": 2},
         "spec": {"selector": {}, "template": {}},
         "status": {"currentNumberScheduled": 3, "desiredNumberScheduled": 5, "numberMisscheduled": 0, "numberReady": 1,
                    "numberUnavailable": 4}}),
     );
-    stores
-        .daemonsets
-        .apply(&ds, workload::project_daemonset(&ds));
+    stores.apply_daemonset(&ds);
     let deploy: Deployment = object(json!({"metadata": {"name": "web", "namespace": "shop"},
         "spec": {"replicas": 3, "selector": {}, "template": {}}}));
-    stores
-        .deployments
-        .apply(&deploy, workload::project_deployment(&deploy));
+    stores.apply_deployment(&deploy);
     stores
 }
 
@@ -128,23 +99,23 @@ fn assert_lines(text: &str, lines: &[&str]) {
 
 #[test]
 fn each_object_becomes_kube_state_metrics_series() {
-    let text = all_kinds().text();
+    let text = page_text(&all_kinds());
     let pod = r#"namespace="shop",pod="web-1",uid="u-1""#;
     assert_lines(
         &text,
         &[
             "# HELP kube_pod_status_phase [STABLE] The pods current phase.",
             "# TYPE kube_pod_status_phase gauge",
-            &format!(r#"kube_pod_status_phase{{{pod},phase="Running"}} 1.0"#),
-            &format!(r#"kube_pod_status_phase{{{pod},phase="Pending"}} 0.0"#),
+            &format!(r#"kube_pod_status_phase{{{pod},phase="Running"}} 1"#),
+            &format!(r#"kube_pod_status_phase{{{pod},phase="Pending"}} 0"#),
             &format!(
-                r#"kube_pod_owner{{{pod},owner_kind="ReplicaSet",owner_name="web-abc",owner_is_controller="true"}} 1.0"#
+                r#"kube_pod_owner{{{pod},owner_kind="ReplicaSet",owner_name="web-abc",owner_is_controller="true"}} 1"#
             ),
             &format!(
-                r#"kube_pod_owner{{{pod},owner_kind="ConfigMap",owner_name="extra",owner_is_controller="false"}} 1.0"#
+                r#"kube_pod_owner{{{pod},owner_kind="ConfigMap",owner_name="extra",owner_is_controller="false"}} 1"#
             ),
             &format!(
-                r#"kube_pod_info{{{pod},host_ip="10.0.0.1",pod_ip="10.1.0.1",node="n1",created_by_kind="ReplicaSet",created_by_name="web-abc",priority_class="",host_network="false"}} 1.0"#
+                r#"kube_pod_info{{{pod},host_ip="10.0.0.1",pod_ip="10.1.0.1",node="n1",created_by_kind="ReplicaSet",created_by_name="web-abc",priority_class="",host_network="false"}} 1"#
             ),
             "# TYPE kube_pod_container_status_restarts_total counter",
             &format!(r#"kube_pod_container_status_restarts_total{{{pod},container="main"}} 7"#),
@@ -153,32 +124,32 @@ fn each_object_becomes_kube_state_metrics_series() {
                 r#"kube_pod_container_resource_requests{{{pod},container="main",node="n1",resource="cpu",unit="core"}} 0.25"#
             ),
             &format!(
-                r#"kube_pod_container_resource_requests{{{pod},container="main",node="n1",resource="memory",unit="byte"}} 2.0"#
+                r#"kube_pod_container_resource_requests{{{pod},container="main",node="n1",resource="memory",unit="byte"}} 2"#
             ),
             &format!(
-                r#"kube_pod_container_resource_requests{{{pod},container="main",node="n1",resource="example_com_widget",unit="integer"}} 2.0"#
+                r#"kube_pod_container_resource_requests{{{pod},container="main",node="n1",resource="example_com_widget",unit="integer"}} 2"#
             ),
             &format!(
-                r#"kube_pod_container_resource_limits{{{pod},container="main",node="n1",resource="memory",unit="byte"}} 134217728.0"#
+                r#"kube_pod_container_resource_limits{{{pod},container="main",node="n1",resource="memory",unit="byte"}} 134217728"#
             ),
-            &format!(r#"kube_pod_status_ready{{{pod},condition="false"}} 1.0"#),
-            &format!(r#"kube_pod_container_status_running{{{pod},container="main"}} 1.0"#),
-            &format!(r#"kube_pod_created{{{pod}}} 1767323045.0"#),
-            r#"kube_node_status_capacity{node="n1",resource="pods",unit="integer"} 110.0"#,
-            r#"kube_node_status_capacity{node="n1",resource="memory",unit="byte"} 274877906944.0"#,
+            &format!(r#"kube_pod_status_ready{{{pod},condition="false"}} 1"#),
+            &format!(r#"kube_pod_container_status_running{{{pod},container="main"}} 1"#),
+            &format!(r#"kube_pod_created{{{pod}}} 1767323045"#),
+            r#"kube_node_status_capacity{node="n1",resource="pods",unit="integer"} 110"#,
+            r#"kube_node_status_capacity{node="n1",resource="memory",unit="byte"} 274877906944"#,
             r#"kube_node_status_allocatable{node="n1",resource="cpu",unit="core"} 63.5"#,
-            r#"kube_node_status_condition{node="n1",condition="Ready",status="unknown"} 1.0"#,
-            r#"kube_node_spec_unschedulable{node="n1"} 1.0"#,
-            r#"kube_node_spec_taint{node="n1",key="dedicated",value="",effect="NoSchedule"} 1.0"#,
-            r#"kube_node_role{node="n1",role="worker"} 1.0"#,
-            r#"kube_node_info{node="n1",kernel_version="6.12",os_image="Debian",container_runtime_version="containerd://2",kubelet_version="v1.37.2",kubeproxy_version="deprecated",provider_id="lab://n1",pod_cidr="10.64.0.0/24",system_uuid="uuid",internal_ip="10.0.0.1"} 1.0"#,
-            r#"kube_namespace_status_phase{namespace="shop",phase="Terminating"} 1.0"#,
-            r#"kube_namespace_status_condition{namespace="shop",condition="NamespaceContentRemaining",status="true"} 1.0"#,
-            r#"kube_daemonset_status_number_unavailable{namespace="shop",daemonset="agent"} 4.0"#,
-            r#"kube_daemonset_status_number_available{namespace="shop",daemonset="agent"} 0.0"#,
-            r#"kube_daemonset_metadata_generation{namespace="shop",daemonset="agent"} 2.0"#,
-            r#"kube_deployment_spec_replicas{namespace="shop",deployment="web"} 3.0"#,
-            r#"kube_deployment_status_replicas_unavailable{namespace="shop",deployment="web"} 0.0"#,
+            r#"kube_node_status_condition{node="n1",condition="Ready",status="unknown"} 1"#,
+            r#"kube_node_spec_unschedulable{node="n1"} 1"#,
+            r#"kube_node_spec_taint{node="n1",key="dedicated",value="",effect="NoSchedule"} 1"#,
+            r#"kube_node_role{node="n1",role="worker"} 1"#,
+            r#"kube_node_info{node="n1",kernel_version="6.12",os_image="Debian",container_runtime_version="containerd://2",kubelet_version="v1.37.2",kubeproxy_version="deprecated",provider_id="lab://n1",pod_cidr="10.64.0.0/24",system_uuid="uuid",internal_ip="10.0.0.1"} 1"#,
+            r#"kube_namespace_status_phase{namespace="shop",phase="Terminating"} 1"#,
+            r#"kube_namespace_status_condition{namespace="shop",condition="NamespaceContentRemaining",status="true"} 1"#,
+            r#"kube_daemonset_status_number_unavailable{namespace="shop",daemonset="agent"} 4"#,
+            r#"kube_daemonset_status_number_available{namespace="shop",daemonset="agent"} 0"#,
+            r#"kube_daemonset_metadata_generation{namespace="shop",daemonset="agent"} 2"#,
+            r#"kube_deployment_spec_replicas{namespace="shop",deployment="web"} 3"#,
+            r#"kube_deployment_status_replicas_unavailable{namespace="shop",deployment="web"} 0"#,
             "# HELP kube_pod_labels [STABLE] Kubernetes labels converted to Prometheus labels.",
         ],
     );
@@ -192,7 +163,7 @@ fn each_object_becomes_kube_state_metrics_series() {
 
 #[test]
 fn claimed_is_exactly_what_is_written_and_an_empty_store_writes_nothing() {
-    let text = all_kinds().text();
+    let text = page_text(&all_kinds());
     let written: BTreeSet<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -201,15 +172,15 @@ fn claimed_is_exactly_what_is_written_and_an_empty_store_writes_nothing() {
     let claimed: BTreeSet<&str> = CLAIMED.iter().copied().collect();
     assert_eq!(written, claimed);
     assert_eq!(claimed.len(), CLAIMED.len(), "a family claimed twice");
-    assert_eq!(Stores::default().text(), "");
+    assert_eq!(page_text(&Stores::default()), "");
 }
 
 #[test]
 fn a_deleted_pod_s_series_are_gone() {
     let mut stores = all_kinds();
     let pod = pod();
-    stores.pods.delete(&pod);
-    let text = stores.text();
+    stores.delete_pod(&pod);
+    let text = page_text(&stores);
     assert!(!text.contains("web-1"), "{text}");
     assert!(
         !text.contains("# TYPE kube_pod_"),
@@ -222,12 +193,12 @@ fn a_pod_without_owner_or_phase_follows_kube_state_metrics() {
     let mut stores = Stores::default();
     let bare: Pod =
         object(json!({"metadata": {"name": "bare", "namespace": "shop", "uid": "u-2"}}));
-    stores.pods.apply(&bare, pod::project(&bare));
-    let text = stores.text();
+    stores.apply_pod(&bare);
+    let text = page_text(&stores);
     assert_lines(
         &text,
         &[
-            r#"kube_pod_owner{namespace="shop",pod="bare",uid="u-2",owner_kind="",owner_name="",owner_is_controller=""} 1.0"#,
+            r#"kube_pod_owner{namespace="shop",pod="bare",uid="u-2",owner_kind="",owner_name="",owner_is_controller=""} 1"#,
         ],
     );
     assert!(!text.contains("kube_pod_status_phase{"), "{text}");

@@ -2,11 +2,9 @@
 //! `kube_daemonset_*` and `kube_deployment_*` families. A missing status reads as zeros, as
 //! Go's zero values do in kube-state-metrics.
 
-use std::fmt;
-
 use fleetwatch_client::{ObjectKey, Store};
+use fleetwatch_telemetry::page::Page;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use prometheus_client::encoding::DescriptorEncoder;
 
 use super::family::{Family, one_if, unix_seconds};
 
@@ -87,20 +85,17 @@ fn daemonset_labels(key: &ObjectKey) -> [(&'static str, &str); 2] {
 }
 
 /// Writes the `kube_daemonset_*` families from `store`.
-pub(crate) fn encode_daemonsets(
-    store: &Store<DaemonSetState>,
-    encoder: &mut DescriptorEncoder<'_>,
-) -> fmt::Result {
-    DAEMONSET_CREATED.write(encoder, store, |out, key, d| match d.created {
-        Some(created) => out.gauge(&daemonset_labels(key), created as f64),
-        None => Ok(()),
-    })?;
+pub(crate) fn encode_daemonsets(store: &Store<DaemonSetState>, page: &mut Page<'_>) {
+    DAEMONSET_CREATED.write(page, store, |out, key, d| {
+        if let Some(created) = d.created {
+            out.sample(&daemonset_labels(key), created as f64)
+        }
+    });
     for (i, family) in DAEMONSET_FAMILIES.iter().enumerate() {
-        family.write(encoder, store, |out, key, d| {
-            out.gauge(&daemonset_labels(key), d.numbers[i] as f64)
-        })?;
+        family.write(page, store, |out, key, d| {
+            out.sample(&daemonset_labels(key), d.numbers[i] as f64)
+        });
     }
-    Ok(())
 }
 
 /// The projection of a Deployment: its numbers, in the order of [`DEPLOYMENT_FAMILIES`].
@@ -185,25 +180,23 @@ fn deployment_labels(key: &ObjectKey) -> [(&'static str, &str); 2] {
 }
 
 /// Writes the `kube_deployment_*` families from `store`.
-pub(crate) fn encode_deployments(
-    store: &Store<DeploymentState>,
-    encoder: &mut DescriptorEncoder<'_>,
-) -> fmt::Result {
-    DEPLOYMENT_CREATED.write(encoder, store, |out, key, d| match d.created {
-        Some(created) => out.gauge(&deployment_labels(key), created as f64),
-        None => Ok(()),
-    })?;
-    DEPLOYMENT_SPEC_REPLICAS.write(encoder, store, |out, key, d| match d.spec_replicas {
-        Some(replicas) => out.gauge(&deployment_labels(key), replicas.into()),
-        None => Ok(()),
-    })?;
-    DEPLOYMENT_SPEC_PAUSED.write(encoder, store, |out, key, d| {
-        out.gauge(&deployment_labels(key), one_if(d.paused))
-    })?;
+pub(crate) fn encode_deployments(store: &Store<DeploymentState>, page: &mut Page<'_>) {
+    DEPLOYMENT_CREATED.write(page, store, |out, key, d| {
+        if let Some(created) = d.created {
+            out.sample(&deployment_labels(key), created as f64)
+        }
+    });
+    DEPLOYMENT_SPEC_REPLICAS.write(page, store, |out, key, d| {
+        if let Some(replicas) = d.spec_replicas {
+            out.sample(&deployment_labels(key), replicas.into())
+        }
+    });
+    DEPLOYMENT_SPEC_PAUSED.write(page, store, |out, key, d| {
+        out.sample(&deployment_labels(key), one_if(d.paused))
+    });
     for (i, family) in DEPLOYMENT_FAMILIES.iter().enumerate() {
-        family.write(encoder, store, |out, key, d| {
-            out.gauge(&deployment_labels(key), d.numbers[i] as f64)
-        })?;
+        family.write(page, store, |out, key, d| {
+            out.sample(&deployment_labels(key), d.numbers[i] as f64)
+        });
     }
-    Ok(())
 }
