@@ -114,7 +114,10 @@ async fn main() {
             while sampling.load(Ordering::Relaxed) {
                 let at = started.elapsed();
                 let reading = pids.map(read_proc);
-                samples.lock().expect("samples").push(Sample { at, reading });
+                samples
+                    .lock()
+                    .expect("samples")
+                    .push(Sample { at, reading });
                 std::thread::sleep(Duration::from_millis(250));
             }
         })
