@@ -276,7 +276,8 @@ fn timed_get(port: u16) -> Option<(Duration, usize)> {
     stream.read_to_end(&mut response).ok()?;
     let elapsed = started.elapsed();
     let head_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
-    response.starts_with(b"HTTP/1.1 200").then_some(())?;
+    // `HTTP/1.0 200` or `HTTP/1.1 200`: servers answer an HTTP/1.0 request either way.
+    (response.starts_with(b"HTTP/1.") && response.get(8..13) == Some(b" 200 ")).then_some(())?;
     Some((elapsed, response.len() - head_end - 4))
 }
 
