@@ -21,9 +21,8 @@
 //! cluster reads cluster-wide state once).
 //!
 //! A scrape holds the stores' read locks while the families are written, which delays applying
-//! watch events by as long (tens of milliseconds for 60,000
-//! pods: `cargo bench -p fleetwatch-collector --bench objects`); it allocates nothing per
-//! series.
+//! watch events by as long: about a second for 60,000 pods, a 275 MiB page (`cargo bench -p
+//! fleetwatch-collector --bench objects`, `bench/RESULTS.md`). It allocates nothing per series.
 
 mod family;
 mod namespace;
