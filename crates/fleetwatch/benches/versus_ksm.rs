@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fleetwatch_control_plane::{ControlPlane, binaries, populate};
+use fleetwatch_load_lab::measure::{self, percentile};
 use fleetwatch_telemetry::text;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -113,11 +114,14 @@ async fn main() {
         std::thread::spawn(move || {
             while sampling.load(Ordering::Relaxed) {
                 let at = started.elapsed();
-                let reading = pids.map(read_proc);
-                samples
-                    .lock()
-                    .expect("samples")
-                    .push(Sample { at, reading });
+                // A process that exited is reported by the main loop; its last samples stand.
+                if let [Some(ours), Some(theirs)] = pids.map(read_proc) {
+                    let reading = [ours, theirs];
+                    samples
+                        .lock()
+                        .expect("samples")
+                        .push(Sample { at, reading });
+                }
                 std::thread::sleep(Duration::from_millis(250));
             }
         })
@@ -204,8 +208,8 @@ async fn main() {
             steady.0,
             first.1,
             steady.1,
-            percentile(&times, 0.5),
-            percentile(&times, 0.99),
+            percentile(&times, 0.5).unwrap_or(f64::NAN),
+            percentile(&times, 0.99).unwrap_or(f64::NAN),
             times.len(),
             page as f64 / f64::from(1 << 20),
         );
@@ -224,42 +228,12 @@ struct Sample {
     reading: [Reading; 2],
 }
 
-/// RSS and CPU seconds (user + system) of `pid`, from /proc.
-fn read_proc(pid: u32) -> Reading {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the command.
-    let hz = 100.0;
-    Reading {
-        rss,
-        cpu_seconds: (ticks(11) + ticks(12)) / hz,
-    }
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+/// RSS and CPU seconds (user + system) of `pid`; `None` once it has exited.
+fn read_proc(pid: u32) -> Option<Reading> {
+    Some(Reading {
+        rss: measure::rss_bytes(pid).ok()?,
+        cpu_seconds: measure::cpu_seconds(pid).ok()?,
+    })
 }
 
 /// `GET /metrics` without compression: time to the last byte and the body's size.
