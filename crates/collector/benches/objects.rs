@@ -1,14 +1,14 @@
 //! Rendering the object-state families of a large cluster: 2,000 nodes and 60,000 pods shaped
 //! like the lab's (`fleetwatch lab up --nodes 2000 --pods-per-node 30`: a ReplicaSet owner, 1–3
-//! containers with requests and limits, four conditions), in both formats. The target is a
-//! render well under 100 ms, so that a scrape holds the stores' locks briefly.
+//! containers with requests and limits, four conditions), in both formats, written whole into
+//! one buffer and streamed in chunks as `/metrics` serves it, side by side.
 //!
 //! `cargo bench -p fleetwatch-collector --bench objects`; prints the page size once.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fleetwatch_collector::objects::Stores;
 use fleetwatch_telemetry::exposition::Format;
-use fleetwatch_telemetry::page::{Page, Section};
+use fleetwatch_telemetry::page::{Page, Section, Sink};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{Value, json};
 
@@ -92,15 +92,36 @@ fn stores() -> Stores {
     stores
 }
 
-fn render(stores: &Stores, format: Format, capacity: usize) -> Vec<u8> {
-    let mut page = Vec::with_capacity(capacity);
+/// The whole page in one buffer (what `/metrics` served before it streamed; what remote-write
+/// still renders).
+fn render(stores: &Stores, format: Format) -> Vec<u8> {
+    let mut page = Vec::new();
     stores.write(&mut Page::new(&mut page, format));
     page
 }
 
+/// Counts the chunks' bytes and drops them, as a scraper that keeps up would read them.
+struct Discard(usize);
+
+impl Sink for Discard {
+    fn send(&mut self, chunk: Vec<u8>) -> bool {
+        self.0 += chunk.len();
+        true
+    }
+}
+
+/// The page streamed in chunks, as `/metrics` serves it; its size.
+fn stream(stores: &Stores, format: Format) -> usize {
+    let mut sink = Discard(0);
+    let mut rest = Vec::new();
+    stores.write(&mut Page::streaming(&mut rest, format, &mut sink));
+    sink.0 + rest.len()
+}
+
 fn bench(c: &mut Criterion) {
     let stores = stores();
-    let page = render(&stores, Format::Text, 0);
+    let page = render(&stores, Format::Text);
+    assert_eq!(stream(&stores, Format::Text), page.len());
     let series = page.iter().filter(|b| **b == b'\n').count();
     println!(
         "{NODES} nodes, {} pods: {series} lines, {:.1} MiB",
@@ -113,7 +134,10 @@ fn bench(c: &mut Criterion) {
     for (name, format) in [("text", Format::Text), ("openmetrics", Format::OpenMetrics)] {
         // The server keeps no buffer between scrapes: each render grows a new page.
         group.bench_function(format!("render_60k_pods_{name}"), |b| {
-            b.iter(|| render(&stores, format, 0))
+            b.iter(|| render(&stores, format))
+        });
+        group.bench_function(format!("stream_60k_pods_{name}"), |b| {
+            b.iter(|| stream(&stores, format))
         });
     }
     group.finish();

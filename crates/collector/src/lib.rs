@@ -8,8 +8,10 @@
 //! [`objects`] keeps object state from informers in kube-state-metrics' names; [`config`] reads
 //! the configuration file; [`leader`] elects the replica that runs them; [`audit`] receives the
 //! API server's audit webhook (on every replica); [`remote_write`] pushes the page; [`top`]
-//! reads a collector's page for `fleetwatch top`; [`run`] puts them behind one `/metrics`.
+//! reads a collector's page for `fleetwatch top`; [`run`] puts them behind one `/metrics`;
+//! [`access`] is the RBAC it needs to do so.
 
+pub mod access;
 pub mod apiserver;
 pub mod audit;
 pub mod component;

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fleetwatch_collector::access;
 use fleetwatch_control_plane::{ControlPlane, binaries, populate};
 use fleetwatch_load_lab::measure::{self, percentile};
 use fleetwatch_telemetry::text;
@@ -297,15 +298,15 @@ async fn setup_identities(admin: &kube::Client) {
     use k8s_openapi::api::flowcontrol::v1::FlowSchema;
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
     let post = PostParams::default();
+    // The collector's own rules (kube-state-metrics needs a subset), its Lease's cluster-wide
+    // here for brevity.
+    let rules: Vec<_> = [access::cluster_rules(), access::lease_rules()]
+        .into_iter()
+        .flat_map(|rules| rules.as_array().cloned().unwrap_or_default())
+        .collect();
     let role: ClusterRole = populate::from_json(json!({
         "metadata": {"name": "bench-reader"},
-        "rules": [
-            {"apiGroups": [""], "resources": ["nodes", "pods", "namespaces"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]},
-            {"nonResourceURLs": ["/metrics", "/readyz", "/livez"], "verbs": ["get"]},
-        ],
+        "rules": rules,
     }))
     .expect("role");
     Api::<ClusterRole>::all(admin.clone())

@@ -110,7 +110,7 @@ fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<
     }
 }
 
-/// What the collector reads, exactly (the chart's ClusterRole will be this), and its Lease.
+/// What the collector reads, exactly ([`fleetwatch_collector::access`]), and its Lease.
 async fn grant_least_privilege(admin: &kube::Client) {
     let created = |e: kube::Error| match e {
         kube::Error::Api(s) if s.code == 409 => (),
@@ -124,15 +124,7 @@ async fn grant_least_privilege(admin: &kube::Client) {
         .map_or_else(created, drop);
     let role: ClusterRole = from_json(json!({
         "metadata": {"name": "fw-leader-test-collector"},
-        "rules": [
-            {"apiGroups": [""], "resources": ["nodes", "pods", "namespaces"],
-             "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments"],
-             "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-             "verbs": ["get", "list", "watch"]},
-            {"nonResourceURLs": ["/metrics", "/readyz", "/livez"], "verbs": ["get"]},
-        ],
+        "rules": fleetwatch_collector::access::cluster_rules(),
     }))
     .expect("cluster role");
     Api::<ClusterRole>::all(admin.clone())
@@ -141,8 +133,7 @@ async fn grant_least_privilege(admin: &kube::Client) {
         .map_or_else(created, drop);
     let lease_role: Role = from_json(json!({
         "metadata": {"name": "fw-leader-test-lease", "namespace": NAMESPACE},
-        "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                   "verbs": ["get", "create", "update", "patch"]}],
+        "rules": fleetwatch_collector::access::lease_rules(),
     }))
     .expect("role");
     Api::<Role>::namespaced(admin.clone(), NAMESPACE)

@@ -1,7 +1,7 @@
 //! The `/metrics` endpoint and the health endpoints of a fleetwatch process.
 //!
-//! `/metrics` renders a `prometheus_client` registry on each scrape (off the async threads: a
-//! large collector's page takes milliseconds) in the format the scraper asks for — Prometheus
+//! `/metrics` renders a `prometheus_client` registry and the [`Section`]s on each scrape (off
+//! the async threads: a large collector's page takes a second) in the format the scraper asks for — Prometheus
 //! text 0.0.4 by default, which is what `promtool check metrics` and most scrapers read, or
 //! OpenMetrics 1.0 when the `Accept` header names it — and gzips it when `Accept-Encoding`
 //! allows. `/healthz` answers while the process serves; `/readyz` answers 200 only when every
@@ -9,14 +9,22 @@
 //! API server's style. Series and checks that exist only for a while — the collector's sources,
 //! which run only while it leads — live in a [`Scoped`] beside the process's own.
 //!
+//! The page is streamed: the sections are written a chunk at a time onto a bounded queue that
+//! the response reads, so a 275 MiB page costs a few chunks of memory, and a scraper that stops
+//! reading holds no lock (sections flush only between slices of their sources). A page the
+//! scraper has not read within [`SCRAPE_DEADLINE`] is abandoned and the response aborted,
+//! never ended early as if complete.
+//!
 //! The server is small on purpose: GET and HEAD only, a bounded number of connections, a
 //! header-read timeout, no request bodies read.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write as _;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,7 +32,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body::Frame;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,9 +43,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 
-use crate::page::{Page, Section};
+use crate::page::{CHUNK_BYTES, Page, Section, Sink};
 
 /// The content type of Prometheus text format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -48,6 +57,11 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 pub const MAX_CONNECTIONS: usize = 64;
 /// A client that has not sent its request headers by then is disconnected.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A page not read to the end by then is abandoned: longer than any scrape timeout Prometheus
+/// allows at the usual intervals, short enough that a stuck scraper does not pin a thread.
+pub const SCRAPE_DEADLINE: Duration = Duration::from_secs(60);
+/// Chunks written ahead of the scraper.
+const CHUNKS_AHEAD: usize = 4;
 
 /// The format a scrape is answered in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,21 +117,18 @@ pub fn render_all(registries: &[&Registry], format: Format) -> Result<String, st
     Ok(page)
 }
 
-/// Renders `registries`, then `sections`, as one page in `format` (no family name may appear
-/// twice).
-pub fn render_page(
-    registries: &[&Registry],
-    sections: &[Arc<dyn Section>],
-    format: Format,
-) -> Result<Vec<u8>, std::fmt::Error> {
-    let mut page = families(registries, format)?.into_bytes();
+fn write_sections(page: &mut Page<'_>, sections: &[Arc<dyn Section>]) {
     for section in sections {
-        section.write(&mut Page::new(&mut page, format));
+        section.write(page);
+        page.flush();
     }
+}
+
+/// Ends a page in `format`.
+fn end(page: &mut Vec<u8>, format: Format) {
     if format == Format::OpenMetrics {
         page.extend_from_slice(EOF.as_bytes());
     }
-    Ok(page)
 }
 
 /// OpenMetrics' last line.
@@ -321,7 +332,7 @@ impl ServerMetrics {
         };
         registry.register(
             "fleetwatch_exposition_render_seconds",
-            "Time to render the /metrics page",
+            "Time to write the /metrics page, until the scraper has all but its last chunks",
             metrics.render_seconds.clone(),
         );
         registry.register(
@@ -348,21 +359,35 @@ pub struct Exposition {
     pub scoped: Scoped,
 }
 
+/// The start of a page, rendered, and the sections still to write.
+type PageParts = (Vec<u8>, Vec<Arc<dyn Section>>);
+
 impl Exposition {
-    /// The page `/metrics` serves now: the process's series and the scoped ones.
+    /// The page `/metrics` serves now, whole: the process's series and the scoped ones.
     pub fn render(&self, format: Format) -> Result<Vec<u8>, std::fmt::Error> {
-        match self.scoped.current() {
-            Some(scoped) => {
-                let sections: Vec<_> = self
-                    .sections
+        let (mut page, sections) = self.parts(format)?;
+        write_sections(&mut Page::new(&mut page, format), &sections);
+        end(&mut page, format);
+        Ok(page)
+    }
+
+    /// The registries' families, rendered (the start of the page), and the sections that
+    /// follow them.
+    fn parts(&self, format: Format) -> Result<PageParts, std::fmt::Error> {
+        Ok(match self.scoped.current() {
+            Some(scoped) => (
+                families(&[&self.registry, &scoped.registry], format)?.into_bytes(),
+                self.sections
                     .iter()
                     .chain(&*scoped.sections)
                     .cloned()
-                    .collect();
-                render_page(&[&self.registry, &scoped.registry], &sections, format)
-            }
-            None => render_page(&[&self.registry], &self.sections, format),
-        }
+                    .collect(),
+            ),
+            None => (
+                families(&[&self.registry], format)?.into_bytes(),
+                self.sections.clone(),
+            ),
+        })
     }
 
     /// Whether the process and its scoped components are ready, one line per component.
@@ -423,7 +448,10 @@ pub async fn serve(
     }
 }
 
-async fn respond(exposition: &Exposition, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// A response's body: a short one, or a page as it is written.
+type Body = Either<Full<Bytes>, PageBody>;
+
+async fn respond(exposition: &Exposition, request: &Request<Incoming>) -> Response<Body> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
     }
@@ -456,43 +484,44 @@ async fn respond(exposition: &Exposition, request: &Request<Incoming>) -> Respon
     }
 }
 
-async fn metrics(exposition: &Exposition, headers: &HeaderMap) -> Response<Full<Bytes>> {
+async fn metrics(exposition: &Exposition, headers: &HeaderMap) -> Response<Body> {
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(header(ACCEPT));
     let gzip = accepts_gzip(header(ACCEPT_ENCODING));
-    let page_source = exposition.clone();
-    let started = Instant::now();
-    // Rendering and compressing a large page is CPU work: keep it off the async threads.
-    let rendered = tokio::task::spawn_blocking(move || {
-        let page = page_source
-            .render(format)
-            .map_err(|_| "the registry could not be encoded")?;
-        if gzip {
-            gzipped(&page).map_err(|_| "the page could not be compressed")
-        } else {
-            Ok(Bytes::from(page))
-        }
-    })
-    .await;
-    let metrics = &exposition.metrics;
-    metrics
-        .render_seconds
-        .observe(started.elapsed().as_secs_f64());
     let labels = vec![
         ("format".to_owned(), format!("{format:?}").to_lowercase()),
         ("gzip".to_owned(), gzip.to_string()),
     ];
-    metrics.scrapes.get_or_create(&labels).inc();
-    let body = match rendered {
-        Ok(Ok(body)) => body,
-        Ok(Err(reason)) => return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")),
-        Err(_) => {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "rendering the page failed\n".into(),
-            );
-        }
+    exposition.metrics.scrapes.get_or_create(&labels).inc();
+    let Ok((mut page, sections)) = exposition.parts(format) else {
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the registry could not be encoded\n".into(),
+        );
     };
+    let (chunks, body) = mpsc::channel(CHUNKS_AHEAD);
+    let complete = Arc::new(AtomicBool::new(false));
+    let mut sink = Chunks {
+        chunks,
+        runtime: tokio::runtime::Handle::current(),
+        deadline: tokio::time::Instant::now() + SCRAPE_DEADLINE,
+        // The fast level: a scrape every 15–30 s should not cost more CPU compressing than
+        // writing.
+        gzip: gzip.then(|| GzEncoder::new(Vec::with_capacity(CHUNK_BYTES), Compression::fast())),
+        complete: complete.clone(),
+    };
+    let render_seconds = exposition.metrics.render_seconds.clone();
+    // Writing a large page is CPU work, and the sink waits for the scraper: a blocking thread.
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        write_sections(
+            &mut Page::streaming(&mut page, format, &mut sink),
+            &sections,
+        );
+        end(&mut page, format);
+        sink.finish(page);
+        render_seconds.observe(started.elapsed().as_secs_f64());
+    });
     let mut response = Response::builder()
         .header(CONTENT_TYPE, format.content_type())
         .header(VARY, "Accept, Accept-Encoding");
@@ -500,19 +529,91 @@ async fn metrics(exposition: &Exposition, headers: &HeaderMap) -> Response<Full<
         response = response.header(CONTENT_ENCODING, "gzip");
     }
     response
-        .body(Full::new(body))
+        .body(Either::Right(PageBody { body, complete }))
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, String::new()))
 }
 
-fn gzipped(page: &[u8]) -> std::io::Result<Bytes> {
-    // The fast level: a scrape every 15–30 s should not cost more CPU compressing than rendering.
-    let mut encoder = GzEncoder::new(Vec::with_capacity(page.len() / 8), Compression::fast());
-    encoder.write_all(page)?;
-    Ok(Bytes::from(encoder.finish()?))
+/// Queues a page's chunks for its response, gzipped if asked, until the deadline.
+struct Chunks {
+    chunks: mpsc::Sender<Bytes>,
+    runtime: tokio::runtime::Handle,
+    deadline: tokio::time::Instant,
+    gzip: Option<GzEncoder<Vec<u8>>>,
+    /// Set once the last chunk is queued: the body ends cleanly only then.
+    complete: Arc<AtomicBool>,
 }
 
-fn plain(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+impl Chunks {
+    /// Queues `bytes` as they go on the wire, waiting while the scraper is behind; false once
+    /// it has gone or the deadline has passed.
+    fn queue(&self, bytes: Vec<u8>) -> bool {
+        let queued = self.runtime.block_on(tokio::time::timeout_at(
+            self.deadline,
+            self.chunks.send(Bytes::from(bytes)),
+        ));
+        matches!(queued, Ok(Ok(())))
+    }
+
+    /// Sends the last chunk and, if the whole page went, marks it complete.
+    fn finish(mut self, last: Vec<u8>) {
+        let sent = self.send(last)
+            && match self.gzip.take().map(GzEncoder::finish) {
+                None => true,
+                Some(Ok(rest)) => self.queue(rest),
+                Some(Err(_)) => false,
+            };
+        self.complete.store(sent, Ordering::Release);
+    }
+}
+
+impl Sink for Chunks {
+    fn send(&mut self, chunk: Vec<u8>) -> bool {
+        let Some(encoder) = &mut self.gzip else {
+            return self.queue(chunk);
+        };
+        if encoder.write_all(&chunk).is_err() {
+            return false;
+        }
+        // Compressed bytes go out once they are worth a write of their own.
+        if encoder.get_ref().len() < CHUNK_BYTES / 4 {
+            return true;
+        }
+        let compressed = std::mem::replace(encoder.get_mut(), Vec::with_capacity(CHUNK_BYTES));
+        self.queue(compressed)
+    }
+}
+
+/// A page as it is written. Ends with an error if the writer stopped before the end: hyper
+/// then aborts the response, so the scraper sees a failed scrape, not a short page.
+#[derive(Debug)]
+pub struct PageBody {
+    body: mpsc::Receiver<Bytes>,
+    complete: Arc<AtomicBool>,
+}
+
+/// The page was abandoned before its end.
+#[derive(Debug, thiserror::Error)]
+#[error("the page was abandoned before its end (not read within {SCRAPE_DEADLINE:?})")]
+pub struct Abandoned;
+
+impl http_body::Body for PageBody {
+    type Data = Bytes;
+    type Error = Abandoned;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Abandoned>>> {
+        self.body.poll_recv(cx).map(|chunk| match chunk {
+            Some(chunk) => Some(Ok(Frame::data(chunk))),
+            None if self.complete.load(Ordering::Acquire) => None,
+            None => Some(Err(Abandoned)),
+        })
+    }
+}
+
+fn plain(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,

@@ -3,11 +3,14 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use fleetwatch_telemetry::exposition::{
     self, Exposition, Format, OPENMETRICS_CONTENT_TYPE, Readiness, Scoped, ServerMetrics,
     TEXT_CONTENT_TYPE,
 };
+use fleetwatch_telemetry::page::{Kind, Page, Section};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -243,4 +246,110 @@ async fn other_paths_and_methods_are_refused() {
     let head = fetch(address, "HEAD", "/metrics", &[]).await;
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty(), "HEAD has no body");
+}
+
+/// `rows` samples with 1 kB labels, flushed every 100: a page of `rows` kB.
+#[derive(Debug, Default)]
+struct Rows {
+    rows: usize,
+    written: AtomicUsize,
+    saw_the_reader_go: AtomicBool,
+}
+
+impl Section for Rows {
+    fn write(&self, page: &mut Page<'_>) {
+        let mut samples = page.family("demo_row", "One row.", Kind::Gauge);
+        let filler = "f".repeat(1000);
+        for row in 0..self.rows {
+            samples.sample(&[("filler", filler.as_str())], row as f64);
+            self.written.fetch_add(1, Ordering::Relaxed);
+            if row % 100 == 99 {
+                samples.flush();
+                if samples.is_closed() {
+                    self.saw_the_reader_go.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Rows {
+    fn page(rows: usize) -> String {
+        let mut page = Vec::new();
+        Rows {
+            rows,
+            ..Rows::default()
+        }
+        .write(&mut Page::new(&mut page, Format::Text));
+        String::from_utf8(page).expect("utf-8")
+    }
+}
+
+#[tokio::test]
+async fn a_large_page_streams_whole_plain_and_gzipped() {
+    let (address, _, _, scoped) = server_with_scope().await;
+    // 5 MB: many times the chunks the server writes ahead of the scraper.
+    let rows = Arc::new(Rows {
+        rows: 5000,
+        ..Rows::default()
+    });
+    scoped.set(Registry::default(), vec![rows], Readiness::default());
+    let expected = Rows::page(5000);
+
+    let plain = fetch(address, "GET", "/metrics", &[]).await;
+    assert_eq!(plain.header("transfer-encoding"), Some("chunked"));
+    let page = String::from_utf8(plain.body).expect("utf-8");
+    assert!(page.contains("demo_served_total 7\n"));
+    assert!(
+        page.ends_with(&expected),
+        "the section follows the registry, whole"
+    );
+
+    let zipped = fetch(address, "GET", "/metrics", &[("Accept-Encoding", "gzip")]).await;
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(zipped.body.as_slice())
+        .read_to_string(&mut unzipped)
+        .expect("one whole gzip stream");
+    assert!(unzipped.ends_with(&expected));
+}
+
+#[tokio::test]
+async fn a_scraper_that_hangs_up_stops_the_page() {
+    let (address, _, _, scoped) = server_with_scope().await;
+    // 200 MB if it were written whole.
+    let rows = Arc::new(Rows {
+        rows: 200_000,
+        ..Rows::default()
+    });
+    scoped.set(
+        Registry::default(),
+        vec![rows.clone()],
+        Readiness::default(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(address).expect("connect");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+            .expect("send");
+        let mut start = vec![0; 64 * 1024];
+        stream.read_exact(&mut start).expect("the page's start");
+    })
+    .await
+    .expect("the scraper");
+    let hung_up = Instant::now();
+    while !rows.saw_the_reader_go.load(Ordering::Relaxed) {
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(20),
+            "the page is still being written {:?} after the scraper went",
+            hung_up.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let written = rows.written.load(Ordering::Relaxed);
+    assert!(
+        written < 20_000,
+        "{written} rows written for a scraper that read 64 kB"
+    );
+    assert_eq!(fetch(address, "GET", "/healthz", &[]).await.status, 200);
 }

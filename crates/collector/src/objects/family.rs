@@ -2,10 +2,34 @@
 //! writes it, TYPE), writing one family from one store, and condition statuses.
 //!
 //! Series are written straight from the stores onto the page with borrowed label values:
-//! rendering allocates nothing per series.
+//! rendering allocates nothing per series. A family is written [`OBJECTS_PER_SLICE`] objects at
+//! a time under the store's read lock, and the page is flushed between slices with the lock
+//! let go: a watch event waits for one slice (about a millisecond), never for the scraper.
 
-use fleetwatch_client::{ObjectKey, Store};
+use std::ops::Deref;
+
+use fleetwatch_client::{Informer, ObjectKey, Store};
 use fleetwatch_telemetry::page::{Kind, Page, Samples};
+
+/// Objects written under one hold of a store's lock.
+pub(crate) const OBJECTS_PER_SLICE: usize = 1000;
+
+/// A store to read from: an informer's (behind its lock) or one filled by hand.
+pub(crate) trait Source<T> {
+    fn read(&self) -> impl Deref<Target = Store<T>> + '_;
+}
+
+impl<T> Source<T> for Informer<T> {
+    fn read(&self) -> impl Deref<Target = Store<T>> + '_ {
+        self.store()
+    }
+}
+
+impl<T> Source<T> for Store<T> {
+    fn read(&self) -> impl Deref<Target = Store<T>> + '_ {
+        self
+    }
+}
 
 /// A family's descriptor. `help` is kube-state-metrics' text, with the `[STABLE] ` it puts
 /// before the HELP of its stable families.
@@ -35,20 +59,36 @@ impl Family {
     }
 
     /// Writes this family's descriptor, then `write(sample, key, object)` for each object in
-    /// `store`. Nothing at all for an empty store: kube-state-metrics writes a resource's
-    /// HELP and TYPE lines only while it has objects of it.
+    /// `source`, a slice at a time. Nothing at all for an empty store: kube-state-metrics
+    /// writes a resource's HELP and TYPE lines only while it has objects of it.
     pub(crate) fn write<T>(
         &self,
         page: &mut Page<'_>,
-        store: &Store<T>,
+        source: &impl Source<T>,
         mut write: impl FnMut(&mut Samples<'_, '_>, &ObjectKey, &T),
     ) {
-        if store.is_empty() {
+        if source.read().is_empty() {
             return;
         }
         let mut samples = page.family(self.name, self.help, self.kind);
-        for (key, object) in store.iter() {
-            write(&mut samples, key, object);
+        let mut after: Option<ObjectKey> = None;
+        loop {
+            let store = source.read();
+            let mut last = None;
+            let mut written = 0;
+            for (key, object) in store.iter_after(after.as_ref()).take(OBJECTS_PER_SLICE) {
+                write(&mut samples, key, object);
+                last = Some(key);
+                written += 1;
+            }
+            // A full slice may have more after it; a short one was the end.
+            let next = last.filter(|_| written == OBJECTS_PER_SLICE).cloned();
+            drop(store);
+            samples.flush();
+            match next {
+                Some(key) if !samples.is_closed() => after = Some(key),
+                _ => return,
+            }
         }
     }
 }

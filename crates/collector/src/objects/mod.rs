@@ -20,9 +20,12 @@
 //! managed fields are dropped as each event arrives), or watch per node (one collector per
 //! cluster reads cluster-wide state once).
 //!
-//! A scrape holds the stores' read locks while the families are written, which delays applying
-//! watch events by as long: about a second for 60,000 pods, a 275 MiB page (`cargo bench -p
-//! fleetwatch-collector --bench objects`, `bench/RESULTS.md`). It allocates nothing per series.
+//! A scrape writes each family a slice of objects at a time under its store's read lock and
+//! streams the page between slices, lock let go: a watch event waits for one slice, not for
+//! the page (about a second for 60,000 pods, 275 MiB: `cargo bench -p fleetwatch-collector
+//! --bench objects`, `bench/RESULTS.md`) nor for the scraper. The page is therefore not one
+//! instant's state: an object changed mid-scrape may show its old value in the families
+//! written before the change. It allocates nothing per series.
 
 mod family;
 mod namespace;
@@ -32,6 +35,7 @@ mod quantity;
 mod resource;
 mod workload;
 
+use family::Source;
 use fleetwatch_client::{Client, Informer, InformerStats, Store, Watch};
 use fleetwatch_telemetry::page::{Page, Section};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -183,11 +187,11 @@ impl ObjectState {
 impl Section for ObjectState {
     fn write(&self, page: &mut Page<'_>) {
         write_families(
-            &self.namespaces.store(),
-            &self.nodes.store(),
-            &self.pods.store(),
-            &self.daemonsets.store(),
-            &self.deployments.store(),
+            &self.namespaces,
+            &self.nodes,
+            &self.pods,
+            &self.daemonsets,
+            &self.deployments,
             page,
         );
     }
@@ -195,11 +199,11 @@ impl Section for ObjectState {
 
 /// Every family, in kube-state-metrics' order of resources.
 fn write_families(
-    namespaces: &Store<NamespaceState>,
-    nodes: &Store<NodeState>,
-    pods: &Store<PodState>,
-    daemonsets: &Store<DaemonSetState>,
-    deployments: &Store<DeploymentState>,
+    namespaces: &impl Source<NamespaceState>,
+    nodes: &impl Source<NodeState>,
+    pods: &impl Source<PodState>,
+    daemonsets: &impl Source<DaemonSetState>,
+    deployments: &impl Source<DeploymentState>,
     page: &mut Page<'_>,
 ) {
     namespace::encode(namespaces, page);

@@ -1,10 +1,9 @@
 //! Namespaces: phase, conditions and creation time, and the `kube_namespace_*` families.
 
-use fleetwatch_client::Store;
 use fleetwatch_telemetry::page::Page;
 use k8s_openapi::api::core::v1::Namespace;
 
-use super::family::{Condition, Family, Status, one_if, unix_seconds};
+use super::family::{Condition, Family, Source, Status, one_if, unix_seconds};
 
 /// The projection of a Namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +59,7 @@ pub(crate) const STATUS_CONDITION: Family = Family::gauge(
 );
 
 /// Writes the `kube_namespace_*` families from `store`.
-pub(crate) fn encode(store: &Store<NamespaceState>, page: &mut Page<'_>) {
+pub(crate) fn encode(store: &impl Source<NamespaceState>, page: &mut Page<'_>) {
     CREATED.write(page, store, |out, key, namespace| {
         if let Some(created) = namespace.created {
             out.sample(&[("namespace", &*key.name)], created as f64)

@@ -1,11 +1,10 @@
 //! Nodes: what is kept of each (a few strings and numbers, not the images, volumes or
 //! heartbeat times that make up most of a Node) and the `kube_node_*` families.
 
-use fleetwatch_client::Store;
 use fleetwatch_telemetry::page::Page;
 use k8s_openapi::api::core::v1::Node;
 
-use super::family::{Condition, Family, Status, boxed, one_if, unix_seconds};
+use super::family::{Condition, Family, Source, Status, boxed, one_if, unix_seconds};
 use super::resource::{self, List, Resource};
 
 /// The projection of a Node.
@@ -149,7 +148,7 @@ pub(crate) const STATUS_ADDRESSES: Family =
     Family::gauge("kube_node_status_addresses", "Node address information.");
 
 /// Writes the `kube_node_*` families from `store`.
-pub(crate) fn encode(store: &Store<NodeState>, page: &mut Page<'_>) {
+pub(crate) fn encode(store: &impl Source<NodeState>, page: &mut Page<'_>) {
     CREATED.write(page, store, |out, key, node| {
         if let Some(created) = node.created {
             out.sample(&[("node", &*key.name)], created as f64)

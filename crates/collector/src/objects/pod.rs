@@ -3,11 +3,10 @@
 //! `kube_pod_*` families. The largest store by far — 150,000 pods in a large cluster — so the
 //! projection is as small as the families allow.
 
-use fleetwatch_client::Store;
 use fleetwatch_telemetry::page::Page;
 use k8s_openapi::api::core::v1::Pod;
 
-use super::family::{Family, Status, boxed, one_if, unix_seconds};
+use super::family::{Family, Source, Status, boxed, one_if, unix_seconds};
 use super::resource::{self, List, Resource};
 
 /// The projection of a Pod.
@@ -221,7 +220,7 @@ fn identity<'a>(key: &'a fleetwatch_client::ObjectKey, pod: &'a PodState) -> Ide
 /// Writes the `kube_pod_*` families from `store`, one family after another. (Writing all of
 /// them in one pass over the pods, each into a buffer of its own, measured no faster — a large
 /// page's time is writing its bytes to fresh memory — and held the page twice.)
-pub(crate) fn encode(store: &Store<PodState>, page: &mut Page<'_>) {
+pub(crate) fn encode(store: &impl Source<PodState>, page: &mut Page<'_>) {
     CREATED.write(page, store, |out, key, pod| {
         if let Some(at) = pod.created {
             out.sample(&identity(key, pod), at as f64);

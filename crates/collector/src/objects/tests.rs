@@ -203,3 +203,42 @@ fn a_pod_without_owner_or_phase_follows_kube_state_metrics() {
     );
     assert!(!text.contains("kube_pod_status_phase{"), "{text}");
 }
+
+/// Keeps every chunk.
+struct Chunks(Vec<Vec<u8>>);
+
+impl fleetwatch_telemetry::page::Sink for Chunks {
+    fn send(&mut self, chunk: Vec<u8>) -> bool {
+        self.0.push(chunk);
+        true
+    }
+}
+
+#[test]
+fn a_store_larger_than_a_slice_streams_each_object_once() {
+    let mut stores = Stores::default();
+    let pods = 2 * family::OBJECTS_PER_SLICE + 500;
+    for i in 0..pods {
+        let mut pod = pod();
+        pod.metadata.name = Some(format!("web-{i}"));
+        stores.apply_pod(&pod);
+    }
+    let whole = page_text(&stores);
+    let mut chunks = Chunks(Vec::new());
+    let mut rest = Vec::new();
+    stores.write(&mut Page::streaming(&mut rest, Format::Text, &mut chunks));
+    assert!(chunks.0.len() > 1, "the page went out in chunks");
+    let streamed = String::from_utf8([chunks.0.concat(), rest].concat()).expect("UTF-8");
+    assert_eq!(streamed, whole);
+    let created: Vec<_> = whole
+        .lines()
+        .filter(|l| l.starts_with("kube_pod_created{"))
+        .collect();
+    assert_eq!(
+        created.len(),
+        pods,
+        "each pod once, none twice at a slice's edge"
+    );
+    let distinct: BTreeSet<_> = created.iter().collect();
+    assert_eq!(distinct.len(), pods);
+}

@@ -2,11 +2,11 @@
 //! `kube_daemonset_*` and `kube_deployment_*` families. A missing status reads as zeros, as
 //! Go's zero values do in kube-state-metrics.
 
-use fleetwatch_client::{ObjectKey, Store};
+use fleetwatch_client::ObjectKey;
 use fleetwatch_telemetry::page::Page;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 
-use super::family::{Family, one_if, unix_seconds};
+use super::family::{Family, Source, one_if, unix_seconds};
 
 /// The projection of a DaemonSet: its numbers, in the order of [`DAEMONSET_FAMILIES`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +85,7 @@ fn daemonset_labels(key: &ObjectKey) -> [(&'static str, &str); 2] {
 }
 
 /// Writes the `kube_daemonset_*` families from `store`.
-pub(crate) fn encode_daemonsets(store: &Store<DaemonSetState>, page: &mut Page<'_>) {
+pub(crate) fn encode_daemonsets(store: &impl Source<DaemonSetState>, page: &mut Page<'_>) {
     DAEMONSET_CREATED.write(page, store, |out, key, d| {
         if let Some(created) = d.created {
             out.sample(&daemonset_labels(key), created as f64)
@@ -180,7 +180,7 @@ fn deployment_labels(key: &ObjectKey) -> [(&'static str, &str); 2] {
 }
 
 /// Writes the `kube_deployment_*` families from `store`.
-pub(crate) fn encode_deployments(store: &Store<DeploymentState>, page: &mut Page<'_>) {
+pub(crate) fn encode_deployments(store: &impl Source<DeploymentState>, page: &mut Page<'_>) {
     DEPLOYMENT_CREATED.write(page, store, |out, key, d| {
         if let Some(created) = d.created {
             out.sample(&deployment_labels(key), created as f64)
