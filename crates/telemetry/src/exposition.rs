@@ -547,6 +547,10 @@ impl Chunks {
     /// Queues `bytes` as they go on the wire, waiting while the scraper is behind; false once
     /// it has gone or the deadline has passed.
     fn queue(&self, bytes: Vec<u8>) -> bool {
+        // An empty chunk would read as the end of a chunked body: nothing to send.
+        if bytes.is_empty() {
+            return true;
+        }
         let queued = self.runtime.block_on(tokio::time::timeout_at(
             self.deadline,
             self.chunks.send(Bytes::from(bytes)),
