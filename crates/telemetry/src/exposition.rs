@@ -60,7 +60,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A page not read to the end by then is abandoned: longer than any scrape timeout Prometheus
 /// allows at the usual intervals, short enough that a stuck scraper does not pin a thread.
 pub const SCRAPE_DEADLINE: Duration = Duration::from_secs(60);
-/// Chunks written ahead of the scraper.
+/// Chunks written ahead of the scraper: 1 MiB at `CHUNK_BYTES`, a bound on the page's memory
+/// per scrape, not a measured optimum.
 const CHUNKS_AHEAD: usize = 4;
 
 /// The format a scrape is answered in.

@@ -11,7 +11,9 @@ use std::ops::Deref;
 use fleetwatch_client::{Informer, ObjectKey, Store};
 use fleetwatch_telemetry::page::{Kind, Page, Samples};
 
-/// Objects written under one hold of a store's lock.
+/// Objects written under one hold of a store's lock. A choice, not a tuned value: at the
+/// measured 773 ms for 60,000 pods' twenty-odd families (`--bench objects`), a slice of 1,000
+/// pods takes about 0.6 ms, and a lock hold per slice costs nothing measurable beside it.
 pub(crate) const OBJECTS_PER_SLICE: usize = 1000;
 
 /// A store to read from: an informer's (behind its lock) or one filled by hand.
