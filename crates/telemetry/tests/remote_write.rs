@@ -187,11 +187,14 @@ async fn a_receiver_restart_loses_only_what_the_counter_says() {
         assert!(stats.queued <= CAPACITY as u64, "{stats:?}");
     }
     let over = (PUSHED - CAPACITY) as u64;
-    // Exact once no request is under way (they fail at once: nothing listens).
-    let stats = wait_for(&sink, "the overflow to be counted", |s| s.dropped == over).await;
+    // The overflow is counted at push time; wait also for the sender to have tried and failed
+    // (nothing listens, so a request fails at once), so the queue is known to hold on failure.
+    let stats = wait_for(&sink, "the overflow and a failed send", |s| {
+        s.dropped == over && s.requests.connection_error >= 1
+    })
+    .await;
     assert_eq!(stats.queued, CAPACITY as u64, "{stats:?}");
     assert_eq!((stats.sent, stats.rejected), (50, 0));
-    assert!(stats.requests.connection_error >= 1, "{stats:?}");
 
     prometheus
         .restart()
