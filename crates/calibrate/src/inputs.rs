@@ -168,7 +168,11 @@ impl Run {
 pub struct Sweep {
     path: PathBuf,
     runs: Vec<Run>,
+    kubernetes_version: Option<String>,
 }
+
+/// The optional column naming the API server's release; every row of a sweep has the same.
+const VERSION_COLUMN: &str = "kubernetes_version";
 
 impl Sweep {
     /// Reads and checks the sweep CSV at `path`.
@@ -203,9 +207,27 @@ impl Sweep {
             return Err(empty());
         }
         let header = Header::new(path, &names)?;
+        let version_at = names.iter().position(|name| name == VERSION_COLUMN);
+        let mut kubernetes_version: Option<String> = None;
         let mut runs = Vec::new();
         for record in csv.records() {
             let record = record.map_err(|e| csv_error(path, Some(&names), &e))?;
+            if let Some(version) = version_at.and_then(|i| record.get(i)) {
+                match &kubernetes_version {
+                    Some(first) if first != version => {
+                        return Err(InputError::Bad {
+                            path: path.to_owned(),
+                            line: record.position().map(csv::Position::line),
+                            column: Some(VERSION_COLUMN.to_owned()),
+                            message: format!(
+                                "`{version}` after `{first}`: a sweep fits one Kubernetes release"
+                            ),
+                        });
+                    }
+                    Some(_) => {}
+                    None => kubernetes_version = Some(version.to_owned()),
+                }
+            }
             let run = Run::read(&Row {
                 header: &header,
                 record: &record,
@@ -224,7 +246,15 @@ impl Sweep {
         Ok(Sweep {
             path: path.to_owned(),
             runs,
+            kubernetes_version,
         })
+    }
+
+    /// The API server's release the runs measured, if the file says (sweeps written before the
+    /// column existed do not).
+    #[must_use]
+    pub fn kubernetes_version(&self) -> Option<&str> {
+        self.kubernetes_version.as_deref()
     }
 
     /// The file the runs came from.
@@ -426,6 +456,30 @@ mod tests {
         apiserver_bytes_written,throttled_429,pod_lists,pods_listed,pods_listed_from_etcd,\
         pod_list_seconds,watch_events_sent,agent_level_seats,agent_level_requests,probe_p50_ms,\
         probe_p99_ms,probe_samples,probe_errors,agent_requests,agent_errors";
+
+    #[test]
+    fn the_release_column_is_read_and_must_not_change_between_rows() {
+        let columns: Vec<&str> = Run::COLUMNS.into_iter().chain([VERSION_COLUMN]).collect();
+        let text = csv_text(&columns, &[run(Pattern::Idle, 50), run(Pattern::Idle, 100)]);
+        // `csv_text` writes `x` for a column it does not know: give each row a release.
+        let with = |second: &str| {
+            let mut lines = text.lines().map(str::to_owned).collect::<Vec<_>>();
+            lines[1] = lines[1].replace(",x", ",v1.30.14");
+            lines[2] = lines[2].replace(",x", &format!(",{second}"));
+            lines.join("\n") + "\n"
+        };
+        let sweep = parse(&with("v1.30.14")).expect("one release");
+        assert_eq!(sweep.kubernetes_version(), Some("v1.30.14"));
+        let message = parse(&with("v1.37.2"))
+            .expect_err("two releases")
+            .to_string();
+        assert!(
+            message.contains("dir/sweep.csv:3: column `kubernetes_version`"),
+            "{message}"
+        );
+        let old = csv_text(&Run::COLUMNS, &[run(Pattern::Idle, 50)]);
+        assert_eq!(parse(&old).expect("reads").kubernetes_version(), None);
+    }
 
     #[test]
     fn a_lab_row_reads_each_field_from_its_own_column() {

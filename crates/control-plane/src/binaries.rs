@@ -20,14 +20,117 @@ use std::process::{Command, Stdio};
 use crate::error::{Error, Result};
 use crate::process::log_tail;
 
-/// The Kubernetes release the lab runs (matches `k8s-openapi`'s `v1_37`).
-pub const KUBERNETES_VERSION: &str = "v1.37.2";
-/// The etcd release the lab runs.
-pub const ETCD_VERSION: &str = "v3.6.16";
+/// The Kubernetes release the lab runs unless told otherwise (matches `k8s-openapi`'s `v1_37`).
+pub const KUBERNETES_VERSION: &str = DEFAULT_RELEASE.kubernetes;
+/// The etcd release the default lab runs.
+pub const ETCD_VERSION: &str = DEFAULT_RELEASE.etcd;
 /// The kube-state-metrics release whose families the collector matches exactly.
 pub const KUBE_STATE_METRICS_VERSION: &str = "v2.20.0";
 
+/// A Kubernetes release the lab can run: its kube-apiserver and kube-controller-manager, and the
+/// etcd it was released with (kubeadm's `DefaultEtcdVersion` in that release's source).
+#[derive(Debug)]
+pub struct Release {
+    /// `v1.37.2`.
+    pub kubernetes: &'static str,
+    /// `v3.6.16`.
+    pub etcd: &'static str,
+    kubernetes_module: GoModule,
+    etcd_module: GoModule,
+}
+
+/// Today's API server: consistent LISTs served from the watch cache (KEP-2340, GA in 1.34) and
+/// streamed LIST responses.
+pub const V1_37: Release = Release {
+    kubernetes: "v1.37.2",
+    etcd: "v3.6.16",
+    kubernetes_module: GoModule {
+        name: "kubernetes",
+        version: "v1.37.2",
+        go_mod: include_str!("../../../tools/control-plane/kubernetes-v1.37.2/go.mod"),
+        go_sum: include_str!("../../../tools/control-plane/kubernetes-v1.37.2/go.sum"),
+        commands: KUBERNETES_COMMANDS,
+        // Without these the servers report `v0.0.0-master`.
+        ldflags: "-s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
+                  -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37",
+    },
+    etcd_module: GoModule {
+        name: "etcd",
+        version: "v3.6.16",
+        go_mod: include_str!("../../../tools/control-plane/etcd-v3.6.16/go.mod"),
+        go_sum: include_str!("../../../tools/control-plane/etcd-v3.6.16/go.sum"),
+        commands: ETCD_COMMANDS,
+        ldflags: "-s -w",
+    },
+};
+
+/// The incident's era (December 2024): a LIST without resourceVersion is a quorum read from
+/// etcd, and the API server builds the whole response in memory before sending it.
+pub const V1_30: Release = Release {
+    kubernetes: "v1.30.14",
+    etcd: "v3.5.15",
+    kubernetes_module: GoModule {
+        name: "kubernetes",
+        version: "v1.30.14",
+        go_mod: include_str!("../../../tools/control-plane/kubernetes-v1.30.14/go.mod"),
+        go_sum: include_str!("../../../tools/control-plane/kubernetes-v1.30.14/go.sum"),
+        commands: KUBERNETES_COMMANDS,
+        ldflags: "-s -w -X k8s.io/component-base/version.gitVersion=v1.30.14 \
+                  -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=30",
+    },
+    etcd_module: GoModule {
+        name: "etcd",
+        version: "v3.5.15",
+        go_mod: include_str!("../../../tools/control-plane/etcd-v3.5.15/go.mod"),
+        go_sum: include_str!("../../../tools/control-plane/etcd-v3.5.15/go.sum"),
+        commands: ETCD_COMMANDS,
+        ldflags: "-s -w",
+    },
+};
+
+/// Every release the lab can build, newest first.
+pub const RELEASES: [&Release; 2] = [&V1_37, &V1_30];
+/// What the lab runs unless told otherwise.
+pub const DEFAULT_RELEASE: &Release = &V1_37;
+
+impl Release {
+    /// The release `version` names: `v1.30.14`, `1.30.14`, or a minor (`1.30`, `v1.30`).
+    pub fn find(version: &str) -> std::result::Result<&'static Release, String> {
+        let wanted = version.trim().trim_start_matches('v');
+        RELEASES
+            .into_iter()
+            .find(|r| {
+                let full = r.kubernetes.trim_start_matches('v');
+                full == wanted || r.minor() == wanted
+            })
+            .ok_or_else(|| {
+                let known: Vec<_> = RELEASES.iter().map(|r| r.kubernetes).collect();
+                format!(
+                    "no pinned Kubernetes release `{version}`; expected one of {} (or its minor, e.g. 1.30)",
+                    known.join(", ")
+                )
+            })
+    }
+
+    /// `1.30` for `v1.30.14`.
+    pub fn minor(&self) -> &'static str {
+        let full = self.kubernetes.trim_start_matches('v');
+        full.rfind('.').map_or(full, |dot| &full[..dot])
+    }
+}
+
+const KUBERNETES_COMMANDS: &[(&str, &str)] = &[
+    ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
+    (
+        "kube-controller-manager",
+        "k8s.io/kubernetes/cmd/kube-controller-manager",
+    ),
+];
+
+const ETCD_COMMANDS: &[(&str, &str)] = &[("etcd", "go.etcd.io/etcd/server/v3")];
+
 /// A Go wrapper module and the commands built from it.
+#[derive(Debug)]
 struct GoModule {
     name: &'static str,
     version: &'static str,
@@ -37,32 +140,6 @@ struct GoModule {
     commands: &'static [(&'static str, &'static str)],
     ldflags: &'static str,
 }
-
-const KUBERNETES: GoModule = GoModule {
-    name: "kubernetes",
-    version: KUBERNETES_VERSION,
-    go_mod: include_str!("../../../tools/control-plane/kubernetes/go.mod"),
-    go_sum: include_str!("../../../tools/control-plane/kubernetes/go.sum"),
-    commands: &[
-        ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
-        (
-            "kube-controller-manager",
-            "k8s.io/kubernetes/cmd/kube-controller-manager",
-        ),
-    ],
-    // Without these the servers report `v0.0.0-master`.
-    ldflags: "-s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
-              -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37",
-};
-
-const ETCD: GoModule = GoModule {
-    name: "etcd",
-    version: ETCD_VERSION,
-    go_mod: include_str!("../../../tools/control-plane/etcd/go.mod"),
-    go_sum: include_str!("../../../tools/control-plane/etcd/go.sum"),
-    commands: &[("etcd", "go.etcd.io/etcd/server/v3")],
-    ldflags: "-s -w",
-};
 
 const KUBE_STATE_METRICS: GoModule = GoModule {
     name: "kube-state-metrics",
@@ -114,27 +191,27 @@ pub fn cache_dir() -> PathBuf {
 }
 
 impl Binaries {
-    /// Where the binaries live in `cache`, whether or not they are built yet.
-    pub fn in_cache(cache: &Path) -> Self {
-        let k8s = KUBERNETES.bin_dir(cache);
+    /// Where `release`'s binaries live in `cache`, whether or not they are built yet.
+    pub fn in_cache(cache: &Path, release: &Release) -> Self {
+        let k8s = release.kubernetes_module.bin_dir(cache);
         Binaries {
-            etcd: ETCD.bin_dir(cache).join("etcd"),
+            etcd: release.etcd_module.bin_dir(cache).join("etcd"),
             kube_apiserver: k8s.join("kube-apiserver"),
             kube_controller_manager: k8s.join("kube-controller-manager"),
         }
     }
 
-    /// Returns the cached binaries, building whichever are missing first. Building takes many
+    /// Returns `release`'s cached binaries, building whichever are missing first. Building takes many
     /// minutes and a few GiB of memory on two cores the first time; `on_step` hears each step.
     /// Concurrent callers (several test binaries, `lab up`) wait for one another on a lock file.
-    pub fn ensure(cache: &Path, on_step: &mut dyn FnMut(&str)) -> Result<Self> {
-        let wanted = Self::in_cache(cache);
+    pub fn ensure(cache: &Path, release: &Release, on_step: &mut dyn FnMut(&str)) -> Result<Self> {
+        let wanted = Self::in_cache(cache, release);
         if wanted.all_present() {
             return Ok(wanted);
         }
         fs::create_dir_all(cache).map_err(Error::io("creating the cache directory", cache))?;
         let _lock = lock(&cache.join(".build.lock"))?;
-        for module in [&ETCD, &KUBERNETES] {
+        for module in [&release.etcd_module, &release.kubernetes_module] {
             module.build_missing(cache, on_step)?;
         }
         Ok(wanted)
@@ -264,4 +341,50 @@ fn lock(path: &Path) -> Result<File> {
         ));
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_is_found_by_its_version_or_minor_and_an_unknown_one_is_refused() {
+        for name in ["v1.30.14", "1.30.14", "1.30", "v1.30", " 1.30 "] {
+            assert_eq!(
+                Release::find(name).map(|r| r.kubernetes),
+                Ok("v1.30.14"),
+                "{name}"
+            );
+        }
+        assert_eq!(Release::find("1.37").map(|r| r.etcd), Ok("v3.6.16"));
+        for name in ["1.3", "1.30.1", "1.31", "", "v"] {
+            let message = Release::find(name).expect_err(name);
+            assert!(message.contains("v1.37.2, v1.30.14"), "{message}");
+        }
+        assert_eq!(DEFAULT_RELEASE.kubernetes, KUBERNETES_VERSION);
+    }
+
+    #[test]
+    fn each_release_has_its_own_cache_directories() {
+        let cache = Path::new("/cache");
+        let (new, old) = (
+            Binaries::in_cache(cache, &V1_37),
+            Binaries::in_cache(cache, &V1_30),
+        );
+        assert_eq!(new.etcd, Path::new("/cache/bin/etcd-v3.6.16/etcd"));
+        assert_eq!(
+            old.kube_apiserver,
+            Path::new("/cache/bin/kubernetes-v1.30.14/kube-apiserver")
+        );
+        // The version each build stamps into its binaries is its own.
+        for release in RELEASES {
+            let ldflags = release.kubernetes_module.ldflags;
+            assert!(
+                ldflags.contains(&format!("gitVersion={}", release.kubernetes)),
+                "{ldflags}"
+            );
+            let minor = release.minor().rsplit('.').next().unwrap_or_default();
+            assert!(ldflags.contains(&format!("gitMinor={minor}")), "{ldflags}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use fleetwatch_client::{Budget, Client, Settings, Source, Watch};
 use futures::{StreamExt, TryStreamExt, stream};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -40,8 +40,8 @@ pub enum Pattern {
     WatchAll,
     /// Every node runs an informer on its own pods (field selector, from the watch cache).
     WatchNode,
-    /// fleetwatch: one collector per cluster (informers on nodes and pods, a `/metrics` scrape
-    /// every 30 s) through the budgeted client; agents make no API calls.
+    /// fleetwatch: one collector per cluster, the real one (`fleetwatch_collector::run`: its
+    /// informers, its scrapes of every API server replica, its Lease); agents make no API calls.
     Fleetwatch,
 }
 
@@ -102,21 +102,26 @@ pub(crate) struct Identities {
     plane_dir: PathBuf,
     pub(crate) probe: PathBuf,
     agents: std::collections::HashMap<&'static str, PathBuf>,
+    /// Every API server replica, for the collector to scrape: the lab's `kubernetes`
+    /// EndpointSlice of a single replica lists its advertised, not its loopback, address.
+    apiservers: Vec<String>,
 }
 
 impl Identities {
     pub(crate) async fn prepare(plane: &ControlPlane) -> Result<Self> {
         let admin = plane.admin_client().await?;
         grant_read_access(&admin).await?;
+        grant_collector_access(&admin, &agent_user(Pattern::Fleetwatch)).await?;
         let mut agents = std::collections::HashMap::new();
         for pattern in Pattern::ALL {
-            let user = format!("fleetwatch-lab-{pattern}");
+            let user = agent_user(pattern);
             agents.insert(pattern.name(), plane.kubeconfig_for(&user, &[AGENT_GROUP])?);
         }
         Ok(Identities {
             plane_dir: plane.dir().to_path_buf(),
             probe: plane.kubeconfig_for(PROBE_USER, &[AGENT_GROUP])?,
             agents,
+            apiservers: plane.apiserver_urls(),
         })
     }
 
@@ -128,6 +133,44 @@ impl Identities {
             )
         })
     }
+}
+
+/// The user each pattern's agents run as.
+fn agent_user(pattern: Pattern) -> String {
+    format!("fleetwatch-lab-{pattern}")
+}
+
+/// The collector's own access, as its deployment grants it ([`fleetwatch_collector::access`]),
+/// with its Lease in [`COLLECTOR_LEASE_NAMESPACE`].
+async fn grant_collector_access(admin: &kube::Client, user: &str) -> Result<()> {
+    use fleetwatch_control_plane::populate::from_json;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    use serde_json::json;
+    let name = "fleetwatch-lab-collector";
+    let subjects = json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]);
+    let namespace = COLLECTOR_LEASE_NAMESPACE;
+    let role: ClusterRole = from_json(json!({
+        "metadata": {"name": name},
+        "rules": fleetwatch_collector::access::cluster_rules(),
+    }))?;
+    let binding: ClusterRoleBinding = from_json(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": subjects,
+    }))?;
+    let lease_role: Role = from_json(json!({
+        "metadata": {"name": name, "namespace": namespace},
+        "rules": fleetwatch_collector::access::lease_rules(),
+    }))?;
+    let lease_binding: RoleBinding = from_json(json!({
+        "metadata": {"name": name, "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": subjects,
+    }))?;
+    create_if_missing(&Api::all(admin.clone()), &role).await?;
+    create_if_missing(&Api::all(admin.clone()), &binding).await?;
+    create_if_missing(&Api::namespaced(admin.clone(), namespace), &lease_role).await?;
+    create_if_missing(&Api::namespaced(admin.clone(), namespace), &lease_binding).await
 }
 
 async fn grant_read_access(admin: &kube::Client) -> Result<()> {
@@ -248,7 +291,13 @@ pub(crate) async fn start(
         }
         Pattern::Fleetwatch => {
             let client = budgeted(&kubeconfig, pattern).await?;
-            tasks.spawn(collector(client, life.clone()));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| {
+                    LabError::invalid("pattern", format!("no port for the collector: {e}"))
+                })?;
+            let config = collector_config(&identities.apiservers);
+            tasks.spawn(collector(config, client, listener, life.clone()));
             1
         }
     };
@@ -373,38 +422,105 @@ async fn watching_agent(client: Client, node: Option<String>, life: Lifeline) {
     life.counters.requests.fetch_add(lists, Ordering::Relaxed);
 }
 
-/// The collector's access pattern: informers on nodes and pods, `/metrics` every 30 s.
-async fn collector(client: Client, life: Lifeline) {
-    let informers = (
-        client.informer(Watch::<Node>::all(), |n: &Node| n.metadata.name.clone()),
-        client.informer(Watch::<Pod>::all(), pod_node),
-    );
-    let (Ok(nodes), Ok(pods)) = informers else {
+/// The Lease's namespace in the lab.
+const COLLECTOR_LEASE_NAMESPACE: &str = "default";
+
+/// The collector as deployed (leader election on, every source), but serving on loopback and
+/// scraping the lab's replicas by their loopback URLs.
+fn collector_config(apiservers: &[String]) -> fleetwatch_collector::CollectorConfig {
+    let mut config = fleetwatch_collector::CollectorConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Default::default()
+    };
+    config.apiserver.replicas = apiservers.to_vec();
+    config.leader_election.namespace = Some(COLLECTOR_LEASE_NAMESPACE.to_owned());
+    config.leader_election.identity = Some(agent_user(Pattern::Fleetwatch));
+    config
+}
+
+/// How often the lab asks the collector's `/readyz` whether it has synced.
+const READY_POLL: Duration = Duration::from_millis(100);
+
+/// fleetwatch's collector itself, until stopped: synced once its `/readyz` says its sources are
+/// ready (objects listed, every replica scraped); its requests are what its client counted.
+async fn collector(
+    config: fleetwatch_collector::CollectorConfig,
+    client: Client,
+    listener: tokio::net::TcpListener,
+    life: Lifeline,
+) {
+    let mut registry = prometheus_client::registry::Registry::default();
+    client.register_metrics(&mut registry);
+    let Ok(address) = listener.local_addr() else {
         life.counters.errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
     let synced = async {
-        tokio::join!(nodes.ready(), pods.ready());
+        while !ready(address).await {
+            tokio::time::sleep(READY_POLL).await;
+        }
         life.synced();
         std::future::pending::<()>().await
     };
-    let scrapes = async {
-        let mut ticks = tokio::time::interval(Duration::from_secs(30));
-        loop {
-            ticks.tick().await;
-            life.counters.requests.fetch_add(1, Ordering::Relaxed);
-            if client.scrape("/metrics").await.is_err() {
-                life.counters.errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+    let run = fleetwatch_collector::run(config, client, listener, life.stopped());
+    let ran = tokio::select! {
+        ran = run => ran,
+        () = synced => Ok(()),
     };
-    tokio::select! {
-        () = synced => {}
-        () = scrapes => {}
-        () = life.stopped() => {}
+    if let Err(error) = ran {
+        tracing::warn!(%error, "the collector failed");
+        life.counters.errors.fetch_add(1, Ordering::Relaxed);
     }
-    let lists = nodes.stats().lists + pods.stats().lists;
-    life.counters.requests.fetch_add(lists, Ordering::Relaxed);
+    let requests = requests_counted(&registry);
+    life.counters
+        .requests
+        .fetch_add(requests, Ordering::Relaxed);
+}
+
+/// The sources whose readiness means the collector has synced: every object kind listed and
+/// every API server replica scraped. (`/readyz` alone is ready before the collector leads: a
+/// follower's page is complete without them.)
+const SYNCED_SOURCES: [&str; 2] = ["[+]objects ok", "[+]apiserver ok"];
+
+/// Whether `GET /readyz?verbose` at `address` answers 200 with [`SYNCED_SOURCES`] ready.
+async fn ready(address: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream
+            .write_all(b"GET /readyz?verbose HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut answer = String::new();
+        // A readiness report is a few lines; the bound keeps a confused server from growing it.
+        stream.take(64 * 1024).read_to_string(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), answer).await,
+        Ok(Ok(answer)) if answer.starts_with("HTTP/1.1 200")
+            && SYNCED_SOURCES.iter().all(|source| answer.contains(source))
+    )
+}
+
+/// The sum of `fleetwatch_client_requests_total` in `registry`.
+fn requests_counted(registry: &prometheus_client::registry::Registry) -> u64 {
+    let mut page = String::new();
+    if prometheus_client::encoding::text::encode(&mut page, registry).is_err() {
+        return 0;
+    }
+    let lines = page.lines().map(|l| Ok(l.to_owned()));
+    let Ok(scrape) = prometheus_parse::Scrape::parse(lines) else {
+        return 0;
+    };
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "fleetwatch_client_requests_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v as u64,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Creates and deletes pods at a steady rate in namespace `lab-churn` until stopped.

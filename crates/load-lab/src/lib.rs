@@ -15,7 +15,8 @@
 //! [`MAX_AGENTS`]), or report a part that failed as zeros. The `naive-*` patterns reproduce the
 //! incident and deliberately bypass the budgeted client: that code lives here and nowhere else;
 //! everything else goes through `fleetwatch-client`, each emulated agent with the budget of the
-//! separate process it stands for.
+//! separate process it stands for. The `fleetwatch` pattern is not emulated: it runs the real
+//! collector (`fleetwatch_collector::run`) in this process.
 
 mod agents;
 mod error;
@@ -187,6 +188,7 @@ pub async fn run(plane: &ControlPlane, spec: &LoadSpec) -> Result<LoadReport> {
     // Any failed part fails the run: a report of zeros would read as a measurement.
     let ((startup, outcome), (), samples, after) = (driven?, churned?, samples?, after?);
     let run = measure::Run {
+        kubernetes_version: plane.kubernetes_version(),
         agents,
         before: &before,
         startup: &startup,

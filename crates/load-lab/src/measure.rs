@@ -287,6 +287,9 @@ pub struct LoadReport {
     /// Requests the agents made (lists for informers) and how many failed.
     pub agent_requests: u64,
     pub agent_errors: u64,
+    /// The API server's release (`v1.37.2`); sweeps written before this column ran v1.37.2.
+    #[serde(default = "default_kubernetes_version")]
+    pub kubernetes_version: String,
     /// The probe's latencies, for `--out`.
     #[serde(skip, default)]
     pub probe_ms: Vec<f64>,
@@ -300,7 +303,12 @@ pub(crate) struct Startup {
 }
 
 /// Everything a run measured, for [`LoadReport::new`].
+fn default_kubernetes_version() -> String {
+    fleetwatch_control_plane::KUBERNETES_VERSION.to_owned()
+}
+
 pub(crate) struct Run<'a> {
+    pub kubernetes_version: String,
     pub agents: usize,
     pub before: &'a Snapshot,
     pub startup: &'a Startup,
@@ -317,6 +325,7 @@ impl LoadReport {
         let mut sorted = samples.probe_ms.clone();
         sorted.sort_by(f64::total_cmp);
         LoadReport {
+            kubernetes_version: run.kubernetes_version.clone(),
             pattern: spec.pattern.to_string(),
             nodes: spec.nodes,
             pods: spec.pods,

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use self::dir::LabDir;
 use self::kubeconfig::{UserFiles, config_from};
 use self::launch::{Launch, on_free_ports, wait_until};
-use crate::binaries::{Binaries, cache_dir};
+use crate::binaries::{Binaries, DEFAULT_RELEASE, Release, cache_dir};
 use crate::error::{Error, Result};
 use crate::pki::{Pki, service_account_keys};
 use crate::process::{Recorded, free_port, spawn};
@@ -45,6 +45,8 @@ pub struct LabOptions {
     pub dir: PathBuf,
     /// Where the built binaries are cached (see [`crate::binaries::cache_dir`]).
     pub cache: PathBuf,
+    /// Which Kubernetes release (and its etcd) to run.
+    pub release: &'static Release,
     /// Also run kube-controller-manager (DaemonSet, ReplicaSet, garbage collection, …).
     pub controllers: bool,
     /// Own process group, so the control plane outlives the command that started it.
@@ -66,6 +68,7 @@ impl LabOptions {
         LabOptions {
             dir: dir.into(),
             cache: cache_dir(),
+            release: DEFAULT_RELEASE,
             controllers: false,
             detached: false,
             max_requests_inflight: None,
@@ -106,7 +109,7 @@ pub struct AuditWebhook {
 }
 
 /// What `state.json` records about a running lab.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {
     pub processes: Vec<Recorded>,
     pub etcd_url: String,
@@ -114,6 +117,26 @@ pub struct LabState {
     /// The extra replicas' URLs, in start order.
     #[serde(default)]
     pub replica_urls: Vec<String>,
+    /// The Kubernetes release running (`v1.37.2`); labs started before this was recorded ran
+    /// the default release.
+    #[serde(default = "default_kubernetes_version")]
+    pub kubernetes_version: String,
+}
+
+fn default_kubernetes_version() -> String {
+    DEFAULT_RELEASE.kubernetes.to_owned()
+}
+
+impl Default for LabState {
+    fn default() -> Self {
+        LabState {
+            processes: Vec::new(),
+            etcd_url: String::new(),
+            apiserver_url: String::new(),
+            replica_urls: Vec::new(),
+            kubernetes_version: default_kubernetes_version(),
+        }
+    }
 }
 
 /// A running lab control plane. Dropping it does not stop it: call [`ControlPlane::stop`] (or
@@ -140,9 +163,9 @@ impl ControlPlane {
             stop_recorded(&old.processes).await;
         })
         .await?;
-        let cache = options.cache.clone();
+        let (cache, release) = (options.cache.clone(), options.release);
         let binaries = tokio::task::spawn_blocking(move || {
-            Binaries::ensure(&cache, &mut |step| tracing::info!("{step}"))
+            Binaries::ensure(&cache, release, &mut |step| tracing::info!("{step}"))
         })
         .await
         .map_err(|e| Error::Task {
@@ -152,7 +175,10 @@ impl ControlPlane {
         let plane = ControlPlane {
             dir,
             pki: Pki::generate()?,
-            state: Mutex::default(),
+            state: Mutex::new(LabState {
+                kubernetes_version: release.kubernetes.to_owned(),
+                ..LabState::default()
+            }),
             apiserver: Mutex::default(),
             replicas: Mutex::default(),
         };
@@ -381,6 +407,11 @@ impl ControlPlane {
     }
 
     /// The API server's URL (`https://127.0.0.1:<port>`).
+    /// The Kubernetes release this lab runs (`v1.37.2`).
+    pub fn kubernetes_version(&self) -> String {
+        self.state().kubernetes_version.clone()
+    }
+
     pub fn apiserver_url(&self) -> String {
         self.state().apiserver_url.clone()
     }

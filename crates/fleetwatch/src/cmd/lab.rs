@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fleetwatch_control_plane::{
-    Binaries, ControlPlane, LabOptions, PopulateSpec, binaries, plane, populate,
+    Binaries, ControlPlane, LabOptions, PopulateSpec, Release, binaries, plane, populate,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -20,8 +20,9 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum LabCommand {
     /// Build the pinned control-plane binaries (kube-apiserver, kube-controller-manager, etcd)
-    /// from Go modules into the cache, or confirm they are there. `up` does this too.
-    Build,
+    /// of a Kubernetes release from Go modules into the cache, or confirm they are there; also
+    /// kube-state-metrics. `up` builds what it needs too.
+    Build(ReleaseArg),
     /// Start a control plane on loopback, optionally fill it with synthetic nodes and pods, print
     /// `export KUBECONFIG=…` and return once it is ready. It keeps running until `lab down`.
     /// `--dir` must be new, empty, or a lab's: a directory holding other files is refused.
@@ -45,6 +46,17 @@ enum LabCommand {
     Calibrate(super::lab_calibrate::CalibrateArgs),
 }
 
+/// Which Kubernetes release a lab runs; shared by `lab build`, `lab up` and `lab sweep`.
+#[derive(Debug, clap::Args)]
+pub struct ReleaseArg {
+    /// The Kubernetes release to run, with the etcd it was released with: v1.37.2 (today's API
+    /// server) or v1.30.14 (the incident's era: LISTs without resourceVersion read etcd and are
+    /// built whole in memory). A minor (1.30) names its pinned patch release.
+    #[arg(long = "kube-version", default_value = binaries::KUBERNETES_VERSION,
+          value_parser = Release::find)]
+    pub release: &'static Release,
+}
+
 #[derive(Debug, clap::Args)]
 struct DirArg {
     /// Lab directory (state, certificates, etcd data, logs, kubeconfig).
@@ -56,6 +68,8 @@ struct DirArg {
 struct UpArgs {
     #[command(flatten)]
     dir: DirArg,
+    #[command(flatten)]
+    release: ReleaseArg,
     /// Synthetic Node objects to create (ready, with realistic capacity and labels).
     #[arg(long, default_value_t = 0)]
     nodes: usize,
@@ -103,7 +117,7 @@ pub fn default_dir() -> PathBuf {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
-        LabCommand::Build => build().await,
+        LabCommand::Build(ReleaseArg { release }) => build(release).await,
         LabCommand::Up(up_args) => up(up_args).await,
         LabCommand::Down(DirArg { dir }) => down(&dir).await,
         LabCommand::Status(DirArg { dir }) => status(&dir),
@@ -114,18 +128,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-async fn build() -> anyhow::Result<()> {
+async fn build(release: &'static Release) -> anyhow::Result<()> {
     let cache = binaries::cache_dir();
     let started = Instant::now();
     let (built, kube_state_metrics) = tokio::task::spawn_blocking(move || {
         let mut on_step = |step: &str| tracing::info!("{step}");
-        let built = Binaries::ensure(&cache, &mut on_step)?;
+        let built = Binaries::ensure(&cache, release, &mut on_step)?;
         // The collector's compatibility oracle, which its tests run beside the lab.
         let kube_state_metrics = binaries::kube_state_metrics(&cache, &mut on_step)?;
         Ok::<_, fleetwatch_control_plane::Error>((built, kube_state_metrics))
     })
     .await??;
     tracing::info!(
+        kubernetes = release.kubernetes,
+        etcd = release.etcd,
         elapsed_s = started.elapsed().as_secs(),
         "control-plane binaries ready"
     );
@@ -143,6 +159,7 @@ async fn build() -> anyhow::Result<()> {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut options = LabOptions::new(&args.dir.dir);
+    options.release = args.release.release;
     options.controllers = args.controllers;
     options.detached = true;
     options.max_requests_inflight = args.inflight.limits();
@@ -152,6 +169,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .context("starting the lab control plane")?;
     tracing::info!(
         server = plane.apiserver_urls().join(" "),
+        kubernetes = plane.kubernetes_version(),
         elapsed_s = format!("{:.1}", started.elapsed().as_secs_f64()),
         "control plane ready"
     );
@@ -222,8 +240,9 @@ fn status(dir: &std::path::Path) -> anyhow::Result<()> {
         return Ok(());
     };
     println!(
-        "lab in {}: API server {}",
+        "lab in {}: Kubernetes {}, API server {}",
         dir.display(),
+        state.kubernetes_version,
         state.apiserver_url
     );
     for process in &state.processes {

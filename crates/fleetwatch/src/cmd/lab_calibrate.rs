@@ -78,7 +78,9 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         }
         None => DEFAULT_TOML.to_owned(),
     };
-    let source = fleetwatch_calibrate::source(&sweep, KUBERNETES_VERSION, unix_seconds());
+    // Sweeps written before the CSV named its release ran the then only one, the default.
+    let version = sweep.kubernetes_version().unwrap_or(KUBERNETES_VERSION);
+    let source = fleetwatch_calibrate::source(&sweep, version, unix_seconds());
     let fitted = fleetwatch_calibrate::fit(&sweep, &base, &source)
         .with_context(|| format!("fitting {}", args.sweep.display()))?;
     let report = fitted.report();

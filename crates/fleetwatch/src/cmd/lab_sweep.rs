@@ -15,6 +15,8 @@ pub struct SweepArgs {
     /// Directory for the sweep's own lab (started here, stopped and removed at the end).
     #[arg(long, default_value_os_t = binaries::cache_dir().join("sweep-lab"))]
     dir: PathBuf,
+    #[command(flatten)]
+    release: super::lab::ReleaseArg,
     /// Where to write sweep.csv (one row per run), sweep.svg and sweep.png.
     #[arg(long, default_value = "sweep")]
     out: PathBuf,
@@ -77,6 +79,7 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<()> {
     };
     let csv = SweepWriter::create(&args.out.join("sweep.csv"))?;
     let mut options = LabOptions::new(&args.dir);
+    options.release = args.release.release;
     options.max_requests_inflight = args.inflight.limits();
     let plane = ControlPlane::start(options)
         .await
