@@ -240,6 +240,7 @@ mod tests {
                 let from_cache = lists * objects_per_list;
                 let cpu = per_list * lists + per_object * from_cache + per_event * events;
                 Net {
+                    pattern: crate::inputs::Pattern::WatchAll,
                     seconds: 60.0,
                     total_cpu: cpu + 1.0,
                     cpu,

@@ -19,7 +19,9 @@
 //!   watch event sent: non-negative least squares over every non-idle run;
 //! - **memory per object listed** (net peak RSS against LISTs in flight, an upper bound) and
 //!   **per cached object** (idle peak RSS against pods + nodes);
-//! - **APF seats** per LIST of the `naive-list` runs: the estimator's cap and objects per seat.
+//! - **APF seats** per LIST of the `naive-list` runs: the estimator's cap and objects per seat;
+//! - **where a LIST without resourceVersion is read from**: the `naive-list` runs' share of pods
+//!   listed from etcd.
 //!
 //! A coefficient the runs cannot identify keeps its base value and is reported as not measured,
 //! with the reason. Everything else in the file keeps its base value.
@@ -27,7 +29,7 @@
 //! Modules, bottom up; each imports only modules above it in this list: `coefficient` (the
 //! outcome of one coefficient), `linalg` (least squares, QR, NNLS), `inputs` (the CSV, checked
 //! rows, [`Pattern`]), `net` (runs net of idle), `output` (the TOML text and number formats),
-//! `cpu`, `memory`, `seats` (the fits), `report`, `source`, and `fit`, which runs them all.
+//! `cpu`, `memory`, `seats`, `lists` (the fits), `report`, `source`, and `fit`, which runs them all.
 //! This file only declares the modules and re-exports from them.
 //!
 //! [`Calibration`]: fleetwatch_sim::Calibration
@@ -37,6 +39,7 @@ mod cpu;
 mod fit;
 mod inputs;
 mod linalg;
+mod lists;
 mod memory;
 mod net;
 mod output;

@@ -14,12 +14,14 @@ pub(crate) const NOT_MOVED: f64 = 0.5;
 /// A non-idle run minus the background of its size.
 #[derive(Debug, Clone)]
 pub(crate) struct Net {
+    pub pattern: Pattern,
     pub seconds: f64,
     /// The run's own CPU, background included (sets its weight in the CPU fit).
     pub total_cpu: f64,
     pub cpu: f64,
     pub lists: f64,
     pub from_cache: f64,
+    /// Pods read from etcd (for `naive-list-node`, every pod per LIST, not the ones returned).
     pub from_etcd: f64,
     pub list_seconds: f64,
     pub events: f64,
@@ -120,13 +122,22 @@ fn baselines(runs: &[Run]) -> BTreeMap<usize, Baseline> {
 impl Net {
     fn new(m: &Run, idle: &Baseline) -> Self {
         let net = |value: f64, rate: f64| value - rate * m.seconds;
-        let from_etcd = net(m.pods_listed_from_etcd as f64, idle.from_etcd);
+        let from_etcd_returned = net(m.pods_listed_from_etcd as f64, idle.from_etcd);
+        // A field-selected LIST served from etcd reads every pod to return the node's own: its
+        // cost follows what it reads, N times what it returns. (Net of idle first: the API
+        // server's own relists are cluster-wide; a negative remainder is noise, not reads.)
+        let from_etcd = if m.pattern == Pattern::NaiveListNode {
+            from_etcd_returned.max(0.0) * m.nodes as f64
+        } else {
+            from_etcd_returned
+        };
         Net {
+            pattern: m.pattern,
             seconds: m.seconds,
             total_cpu: m.apiserver_cpu_seconds,
             cpu: net(m.apiserver_cpu_seconds, idle.cpu),
             lists: net(m.pod_lists as f64, idle.lists),
-            from_cache: net(m.pods_listed as f64, idle.listed) - from_etcd,
+            from_cache: net(m.pods_listed as f64, idle.listed) - from_etcd_returned,
             from_etcd,
             list_seconds: net(m.pod_list_seconds, idle.list_seconds),
             events: net(m.watch_events_sent as f64, idle.events),

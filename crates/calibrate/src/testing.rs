@@ -99,12 +99,18 @@ pub(crate) fn synthetic(t: &Truth, spec: &SweepSpec) -> Vec<Run> {
             };
             let listed = lists * per_list;
             let from_etcd = if etcd { listed } else { 0.0 };
+            // A node's LIST from etcd reads every pod of the cluster (a real API server's cost).
+            let read_from_etcd = if pattern == Pattern::NaiveListNode {
+                from_etcd * n
+            } else {
+                from_etcd
+            };
             let list_seconds = lists * (0.001 + per_list * 2e-6);
             let in_flight = list_seconds / seconds;
             let cpu = background_cpu
                 + t.per_list * lists
                 + t.per_object_from_cache * (listed - from_etcd)
-                + t.per_object_from_etcd * from_etcd
+                + t.per_object_from_etcd * read_from_etcd
                 + t.per_watch_event * (events + churn_events);
             let rss = idle_rss + t.bytes_per_object_listed * in_flight * per_list;
             let seats_per_list = if pattern == Pattern::NaiveList {

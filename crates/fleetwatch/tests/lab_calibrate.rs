@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use fleetwatch_load_lab::sweep_file::SweepWriter;
 use fleetwatch_load_lab::{LoadReport, Pattern};
-use fleetwatch_sim::calibration::{Calibration, DEFAULT_TOML};
+use fleetwatch_sim::calibration::{Calibration, PLAUSIBLE_TOML};
 
 const PER_LIST: f64 = 2e-3;
 const PER_OBJECT_FROM_CACHE: f64 = 4e-6;
@@ -161,7 +161,7 @@ fn a_sweep_gives_back_the_costs_it_was_made_from() {
 
     let text = std::fs::read_to_string(&out).expect("calibration written");
     let cal = Calibration::parse("calibration.toml", &text).expect("output parses");
-    let base = Calibration::parse("built-in", DEFAULT_TOML).expect("built-in parses");
+    let base = Calibration::parse("plausible", PLAUSIBLE_TOML).expect("the plausible base parses");
     let a = &cal.api_server;
     let measured = [
         ("cpu_seconds_per_list", a.cpu_seconds_per_list, PER_LIST),
@@ -212,7 +212,7 @@ fn a_sweep_gives_back_the_costs_it_was_made_from() {
         cal.api_server.restart_seconds,
         base.api_server.restart_seconds
     );
-    for line in DEFAULT_TOML
+    for line in PLAUSIBLE_TOML
         .lines()
         .filter(|l| l.starts_with('#') && !l.starts_with("# measured:"))
     {
@@ -249,16 +249,16 @@ fn without_out_the_calibration_goes_to_stdout_and_the_report_to_stderr() {
     let sweep = tmp.path().join("sweep.csv");
     write_sweep(&sweep);
     let base = tmp.path().join("base.toml");
-    let restart = Calibration::parse("built-in", DEFAULT_TOML)
+    let restart = Calibration::parse("built-in", PLAUSIBLE_TOML)
         .expect("built-in parses")
         .api_server
         .restart_seconds;
     let ours = restart / 2.0;
-    let base_text = DEFAULT_TOML.replace(
+    let base_text = PLAUSIBLE_TOML.replace(
         &format!("restart_seconds = {restart:?}"),
         &format!("# A comment only this base has.\nrestart_seconds = {ours:?}"),
     );
-    assert_ne!(base_text, DEFAULT_TOML);
+    assert_ne!(base_text, PLAUSIBLE_TOML);
     std::fs::write(&base, base_text).expect("write base");
     let run = calibrate(&sweep, &[("--base", &base)]);
     let stdout = String::from_utf8_lossy(&run.stdout);

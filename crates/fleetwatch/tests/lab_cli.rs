@@ -242,3 +242,34 @@ fn load_settings_out_of_range_name_the_flag() {
         assert!(!stderr.contains("panicked"), "{flag} {value}: {stderr}");
     }
 }
+
+#[test]
+fn an_unknown_kubernetes_release_is_refused_with_the_known_ones() {
+    for args in [
+        &["lab", "build", "--kube-version", "1.29"][..],
+        &["lab", "up", "--kube-version", "v1.31.0"][..],
+        &["replay", "--kube-version", "1.29"][..],
+    ] {
+        let out = fleetwatch(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("1.37") && stderr.contains("1.30"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A calibration file and a built-in one cannot both be asked for.
+    let out = fleetwatch(&[
+        "replay",
+        "--kube-version",
+        "1.37",
+        "--calibration",
+        "c.toml",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -29,6 +29,18 @@ pub enum LabError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A lab process died during a run: the run's own error is what its clients saw.
+    #[error(
+        "{process} (pid {pid}) died during the {pattern} run at {nodes} nodes — out of memory? \
+         the kernel log (dmesg) says whether it was OOM-killed; the run's clients saw: {seen}"
+    )]
+    ProcessDied {
+        process: String,
+        pid: u32,
+        pattern: String,
+        nodes: usize,
+        seen: Box<LabError>,
+    },
     #[error("the sweep CSV {}: {message}", path.display())]
     Csv { path: PathBuf, message: String },
     #[error("drawing the sweep plot {}: {message}", path.display())]

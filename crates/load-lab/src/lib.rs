@@ -160,6 +160,22 @@ pub async fn cluster_size(plane: &ControlPlane) -> Result<(usize, usize)> {
 /// until all have synced (at most the run's duration; only watchers have anything to sync), then
 /// for the run's duration in steady state.
 pub async fn run(plane: &ControlPlane, spec: &LoadSpec) -> Result<LoadReport> {
+    run_once(plane, spec).await.map_err(|seen| {
+        // A connection refused says less than what refused it: a process that is gone.
+        match plane.processes().into_iter().find(|p| !p.is_running()) {
+            Some(dead) => LabError::ProcessDied {
+                process: dead.name,
+                pid: dead.pid,
+                pattern: spec.pattern.to_string(),
+                nodes: spec.nodes,
+                seen: Box::new(seen),
+            },
+            None => seen,
+        }
+    })
+}
+
+async fn run_once(plane: &ControlPlane, spec: &LoadSpec) -> Result<LoadReport> {
     ensure_loopback(&plane.apiserver_url())?;
     spec.settings.validate()?;
     if spec.agents > MAX_AGENTS {

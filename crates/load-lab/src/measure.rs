@@ -56,6 +56,7 @@ impl Snapshot {
             .map_err(|e| LabError::Metrics(e.to_string()))?;
         let metrics = Metrics::parse(&admin.request_text(request).await?)?;
         let sum = |name: &str, labels: &[(&str, &str)]| metrics.sum(name, labels);
+        let lists = PodLists::of(&metrics);
         Ok(Snapshot {
             at,
             apiserver_cpu,
@@ -63,12 +64,9 @@ impl Snapshot {
             apiserver_written,
             metrics_cpu: sum("process_cpu_seconds_total", &[]),
             throttled: sum("apiserver_request_total", &[("code", "429")]),
-            pod_lists: sum("apiserver_storage_list_total", PODS),
-            pods_listed: sum("apiserver_storage_list_returned_objects_total", PODS),
-            pods_listed_from_etcd: sum(
-                "apiserver_storage_list_returned_objects_total",
-                &[("resource", "pods"), ("storage", "etcd")],
-            ),
+            pod_lists: lists.lists,
+            pods_listed: lists.listed,
+            pods_listed_from_etcd: lists.listed_from_etcd,
             pod_list_seconds: sum(
                 "apiserver_request_duration_seconds_sum",
                 &[("resource", "pods"), ("verb", "LIST")],
@@ -87,6 +85,39 @@ impl Snapshot {
 }
 
 const PODS: &[(&str, &str)] = &[("resource", "pods")];
+
+/// Pod LISTs served, the pods they returned, and of those the ones read from etcd.
+#[derive(Debug, PartialEq)]
+struct PodLists {
+    lists: f64,
+    listed: f64,
+    listed_from_etcd: f64,
+}
+
+impl PodLists {
+    /// Today's API server (v1.37.2) counts every LIST in `apiserver_storage_list_*`, labelled
+    /// `storage="etcd"` or `"cache"`. Older ones (v1.30.14) count only etcd's there, without the
+    /// label, and the watch cache's in `apiserver_cache_list_*{resource_prefix="/pods"}`.
+    fn of(metrics: &Metrics) -> PodLists {
+        const LISTS: &str = "apiserver_storage_list_total";
+        const RETURNED: &str = "apiserver_storage_list_returned_objects_total";
+        if metrics.has_label(LISTS, "storage") {
+            return PodLists {
+                lists: metrics.sum(LISTS, PODS),
+                listed: metrics.sum(RETURNED, PODS),
+                listed_from_etcd: metrics
+                    .sum(RETURNED, &[("resource", "pods"), ("storage", "etcd")]),
+            };
+        }
+        const CACHE: &[(&str, &str)] = &[("resource_prefix", "/pods")];
+        let from_etcd = metrics.sum(RETURNED, PODS);
+        PodLists {
+            lists: metrics.sum(LISTS, PODS) + metrics.sum("apiserver_cache_list_total", CACHE),
+            listed: from_etcd + metrics.sum("apiserver_cache_list_returned_objects_total", CACHE),
+            listed_from_etcd: from_etcd,
+        }
+    }
+}
 const AGENT_LEVEL: &[(&str, &str)] = &[("priority_level", "global-default")];
 
 pub(crate) fn pid_of(plane: &ControlPlane, name: &'static str) -> Result<u32> {
@@ -162,6 +193,14 @@ impl Metrics {
             )));
         }
         Ok(Metrics(scrape))
+    }
+
+    /// Whether some sample of `name` has the label `label`.
+    fn has_label(&self, name: &str, label: &str) -> bool {
+        self.0
+            .samples
+            .iter()
+            .any(|s| s.metric == name && s.labels.get(label).is_some())
     }
 
     /// The sum of all samples of counter or gauge `name` whose labels include `labels`.
@@ -415,5 +454,40 @@ mod tests {
         let metrics = Metrics::parse(page).expect("a metrics page");
         assert!((metrics.sum("process_cpu_seconds_total", &[]) - 12.5).abs() < 1e-12);
         assert!((metrics.sum("apiserver_request_total", &[("code", "429")]) - 3.0).abs() < 1e-12);
+    }
+
+    /// Pod LISTs as v1.37.2 and v1.30.14 count them (lines from each one's page, as the lab's
+    /// API servers serve them).
+    #[test]
+    fn pod_lists_are_counted_on_both_releases() {
+        let cpu = "process_cpu_seconds_total 1\n";
+        let today = format!(
+            "{cpu}apiserver_storage_list_total{{group=\"\",index=\"\",resource=\"pods\",storage=\"etcd\"}} 2\n\
+             apiserver_storage_list_total{{group=\"\",index=\"\",resource=\"pods\",storage=\"cache\"}} 5\n\
+             apiserver_storage_list_returned_objects_total{{group=\"\",resource=\"pods\",storage=\"etcd\"}} 200\n\
+             apiserver_storage_list_returned_objects_total{{group=\"\",resource=\"pods\",storage=\"cache\"}} 500\n\
+             apiserver_cache_list_total{{index=\"\",resource_prefix=\"/pods\"}} 5\n\
+             apiserver_cache_list_returned_objects_total{{resource_prefix=\"/pods\"}} 500\n"
+        );
+        let incident_era = format!(
+            "{cpu}apiserver_storage_list_total{{resource=\"pods\"}} 2\n\
+             apiserver_storage_list_total{{resource=\"nodes\"}} 9\n\
+             apiserver_storage_list_returned_objects_total{{resource=\"pods\"}} 200\n\
+             apiserver_cache_list_total{{index=\"\",resource_prefix=\"/pods\"}} 5\n\
+             apiserver_cache_list_total{{index=\"\",resource_prefix=\"/minions\"}} 7\n\
+             apiserver_cache_list_returned_objects_total{{resource_prefix=\"/pods\"}} 500\n"
+        );
+        for page in [today, incident_era] {
+            let metrics = Metrics::parse(&page).expect("a metrics page");
+            assert_eq!(
+                PodLists::of(&metrics),
+                PodLists {
+                    lists: 7.0,
+                    listed: 700.0,
+                    listed_from_etcd: 200.0
+                },
+                "{page}"
+            );
+        }
     }
 }

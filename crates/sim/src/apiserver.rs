@@ -370,11 +370,11 @@ mod tests {
     use rand_chacha::rand_core::SeedableRng;
 
     fn run(
+        cal: &Calibration,
         arrivals_per_second: [f64; FLOWS],
         costs: [RequestCost; FLOWS],
         steps: usize,
     ) -> (ApiServers, StepOutput) {
-        let cal = Calibration::default();
         let mut api = ApiServers::new(ClusterSpec::new("c", 1000, false).api);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut out = StepOutput::default();
@@ -389,7 +389,7 @@ mod tests {
                 background_cores: 1.0,
                 resident_bytes_per_replica: 4e9,
             };
-            out = api.step(&input, &cal, &mut rng);
+            out = api.step(&input, cal, &mut rng);
         }
         (api, out)
     }
@@ -410,7 +410,7 @@ mod tests {
     fn light_load_is_served_fast() {
         let cal = Calibration::default();
         let get = agents::get_cost(&cal, 60.0);
-        let (api, out) = run([200.0, 20.0, 0.0], [get; FLOWS], 300);
+        let (api, out) = run(&cal, [200.0, 20.0, 0.0], [get; FLOWS], 300);
         assert!(out.flows[0].p99_seconds < 0.05, "{out:?}");
         assert!(out.flows[0].rejected < 1e-9);
         assert_eq!(api.restarts(), 0);
@@ -419,10 +419,11 @@ mod tests {
 
     #[test]
     fn list_storm_overloads_and_conserves_requests() {
-        let cal = Calibration::default();
+        // LISTs from etcd, built whole in memory: the incident era's API server.
+        let cal = Calibration::built_in("1.30").expect("the 1.30 calibration");
         let get = agents::get_cost(&cal, 60.0);
-        let list = agents::list_cost(&cal, 150_000.0, true);
-        let (api, out) = run([200.0, 20.0, 150.0], [get, get, list], 600);
+        let list = agents::list_cost(&cal, 150_000.0, 1.0);
+        let (api, out) = run(&cal, [200.0, 20.0, 150.0], [get, get, list], 600);
         assert!(
             out.flows[0].p99_seconds > 1.0 || api.restarts() > 0 || out.replicas_up < 3,
             "{out:?}"

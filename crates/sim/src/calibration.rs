@@ -1,4 +1,4 @@
-//! The cost model's coefficients, from a versioned TOML file (`format_version = 1`).
+//! The cost model's coefficients, from a versioned TOML file (`format_version = 2`).
 //!
 //! The built-in file (`calibration.toml` beside this module) documents every key and its unit.
 //! Its CPU, watch-cache memory and APF-seat coefficients were measured on a real API server by
@@ -9,11 +9,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SimError};
 
-/// The built-in calibration file.
+/// The built-in calibration of today's API server (v1.37), the simulator's default.
 pub const DEFAULT_TOML: &str = include_str!("calibration.toml");
+/// The built-in calibration of the incident's era (v1.30: LISTs without resourceVersion read
+/// etcd and are built whole in memory), what `fleetwatch replay` uses by default.
+pub const V1_30_TOML: &str = include_str!("calibration-v1.30.toml");
+
+/// Plausible values for every key, none measured: the base `fleetwatch lab calibrate` fits a
+/// sweep against unless given another.
+pub const PLAUSIBLE_TOML: &str = include_str!("calibration-plausible.toml");
+
+/// The built-in calibrations, by the Kubernetes minor whose API server they were measured on.
+pub const BUILT_IN: [(&str, &str); 2] = [("1.37", DEFAULT_TOML), ("1.30", V1_30_TOML)];
+
+/// The comment line `fleetwatch lab calibrate` writes above each key it measured.
+const MEASURED_MARK: &str = "# measured:";
 
 /// The only format this build reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// All coefficients of the cost model. Field names carry their units.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +35,10 @@ pub struct Calibration {
     pub format_version: u32,
     /// Where the numbers come from (shown in reports).
     pub source: String,
+    /// The keys (`api_server.cpu_seconds_per_list`) the file marks as measured, with a
+    /// `# measured:` comment line above them; every other key is a plausible value.
+    #[serde(skip)]
+    pub measured: Vec<String>,
     pub api_server: ApiServerCosts,
     pub etcd: EtcdCosts,
     pub apf: Apf,
@@ -36,6 +53,9 @@ pub struct ApiServerCosts {
     pub cpu_seconds_per_list: f64,
     pub cpu_seconds_per_object_listed_from_etcd: f64,
     pub cpu_seconds_per_object_listed_from_cache: f64,
+    /// 0–1: of the objects of LISTs without resourceVersion (the incident's), the share read
+    /// from etcd — 1 before consistent reads from the watch cache (KEP-2340), 0 after.
+    pub fraction_of_unversioned_lists_from_etcd: f64,
     pub memory_bytes_per_object_listed: f64,
     pub cpu_seconds_per_watch_event: f64,
     pub memory_bytes_per_watch: f64,
@@ -108,9 +128,92 @@ impl Calibration {
             ));
         }
         cal.validate().map_err(|m| SimError::invalid(file, m))?;
-        Ok(cal)
+        Ok(Calibration {
+            measured: measured_keys(text),
+            ..cal
+        })
     }
 
+    /// The built-in calibration measured on Kubernetes `minor` (`1.30`, `v1.37`).
+    ///
+    /// # Errors
+    /// [`SimError::Invalid`] naming the minors there are calibrations for.
+    pub fn built_in(minor: &str) -> Result<Self> {
+        let wanted = minor.trim().trim_start_matches('v');
+        let (name, text) = BUILT_IN
+            .iter()
+            .find(|(m, _)| *m == wanted || wanted.starts_with(&format!("{m}.")))
+            .ok_or_else(|| {
+                let known: Vec<_> = BUILT_IN.iter().map(|(m, _)| *m).collect();
+                SimError::invalid(
+                    "--kube-version",
+                    format!(
+                        "no built-in calibration for Kubernetes {minor}; expected one of {}",
+                        known.join(", ")
+                    ),
+                )
+            })?;
+        Self::parse(&format!("built-in calibration for Kubernetes {name}"), text)
+    }
+
+    /// Every coefficient's key that is not [`measured`](Self::measured), sorted.
+    #[must_use]
+    pub fn unmeasured(&self) -> Vec<String> {
+        let Ok(toml::Value::Table(table)) = toml::Value::try_from(self) else {
+            return Vec::new();
+        };
+        table
+            .iter()
+            .filter_map(|(section, value)| value.as_table().map(|keys| (section, keys)))
+            .flat_map(|(section, keys)| keys.keys().map(move |key| format!("{section}.{key}")))
+            .filter(|key| !self.measured.contains(key))
+            .collect()
+    }
+}
+
+impl Calibration {
+    /// For reports: where the numbers come from, and which were measured and which not (one
+    /// line each, indented after the first).
+    #[must_use]
+    pub fn provenance(&self) -> String {
+        let list = |keys: &[String]| {
+            if keys.is_empty() {
+                "none".to_owned()
+            } else {
+                keys.join(", ")
+            }
+        };
+        format!(
+            "calibration: {}\n  measured on that API server: {}\n  NOT measured (plausible values, not measurements): {}\n",
+            self.source,
+            list(&self.measured),
+            list(&self.unmeasured())
+        )
+    }
+}
+
+/// The keys under a `# measured:` comment line (the next key line of the same section).
+fn measured_keys(text: &str) -> Vec<String> {
+    let mut section = String::new();
+    let mut marked = false;
+    let mut keys = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_owned();
+            marked = false;
+        } else if line.starts_with(MEASURED_MARK) {
+            marked = true;
+        } else if let Some((key, _)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+            if marked && !section.is_empty() {
+                keys.push(format!("{section}.{}", key.trim()));
+            }
+            marked = false;
+        }
+    }
+    keys
+}
+
+impl Calibration {
     fn validate(&self) -> std::result::Result<(), String> {
         let a = &self.api_server;
         let positive = [
@@ -195,6 +298,12 @@ impl Calibration {
                 return Err(format!("{key} must be a non-negative number, got {v}"));
             }
         }
+        let fraction = a.fraction_of_unversioned_lists_from_etcd;
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(format!(
+                "api_server.fraction_of_unversioned_lists_from_etcd must be between 0 and 1, got {fraction}"
+            ));
+        }
         let shares = self.apf.system_share + self.apf.workload_share + self.apf.quarantine_share;
         if shares > 1.0 + 1e-9 {
             return Err(format!("apf shares add up to {shares}, more than 1"));
@@ -212,6 +321,39 @@ mod tests {
     fn built_in_calibration_is_valid() {
         let cal = Calibration::default();
         assert_eq!(cal.format_version, FORMAT_VERSION);
+    }
+
+    #[test]
+    fn each_built_in_calibration_names_its_release_and_what_it_measured() {
+        for (minor, _) in BUILT_IN {
+            let cal = Calibration::built_in(minor).expect(minor);
+            assert!(
+                cal.source.contains(&format!("kube-apiserver v{minor}.")),
+                "{minor}: {}",
+                cal.source
+            );
+            assert!(!cal.measured.is_empty(), "{minor} measured nothing");
+            let unmeasured = cal.unmeasured();
+            assert!(cal.measured.iter().all(|k| !unmeasured.contains(k)));
+            // Every key is one or the other: the 27 coefficients of format_version 2.
+            assert_eq!(cal.measured.len() + unmeasured.len(), 27, "{minor}");
+        }
+        assert_eq!(
+            Calibration::built_in("v1.37.2").expect("1.37"),
+            Calibration::default()
+        );
+        let plausible = Calibration::parse("plausible", PLAUSIBLE_TOML).expect("plausible");
+        assert!(plausible.measured.is_empty(), "{:?}", plausible.measured);
+        assert_eq!(plausible.unmeasured().len(), 27);
+        let error = Calibration::built_in("1.29").expect_err("no such calibration");
+        assert!(error.to_string().contains("1.37, 1.30"), "{error}");
+    }
+
+    #[test]
+    fn measured_keys_are_the_ones_under_a_measured_comment() {
+        let text =
+            "[a]\n# measured: 1 ±1%\n# a caveat\nx = 1\ny = 2\n[b]\nz = 3\n# measured: 2\nw = 4\n";
+        assert_eq!(measured_keys(text), ["a.x", "b.w"]);
     }
 
     #[test]
@@ -241,9 +383,9 @@ mod tests {
             }
             other => panic!("expected a parse error, got {other:?}"),
         }
-        let v2 = DEFAULT_TOML.replace("format_version = 1", "format_version = 2");
+        let v3 = DEFAULT_TOML.replace("format_version = 2", "format_version = 3");
         assert!(matches!(
-            Calibration::parse("c", &v2),
+            Calibration::parse("c", &v3),
             Err(SimError::Invalid { .. })
         ));
         let unknown = format!("{DEFAULT_TOML}\n[extra]\nx = 1\n");

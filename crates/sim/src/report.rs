@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::calibration::Calibration;
 use crate::run::{RunResult, RunSummary};
 
 /// The JSON document of `fleetwatch replay --format json` (and `fleetwatch sim`).
@@ -12,7 +13,18 @@ use crate::run::{RunResult, RunSummary};
 pub struct JsonReport {
     pub scenario: String,
     pub seed: u64,
+    pub calibration: JsonCalibration,
     pub runs: Vec<JsonRun>,
+}
+
+/// Where the cost model's numbers came from, in [`JsonReport`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JsonCalibration {
+    pub source: String,
+    /// Keys measured on the API server the source names.
+    pub measured: Vec<String>,
+    /// Keys that are plausible values, not measurements.
+    pub unmeasured: Vec<String>,
 }
 
 /// One run in [`JsonReport`]; fields and order are a public contract.
@@ -37,7 +49,12 @@ fn round(x: f64, digits: i32) -> f64 {
 
 impl JsonReport {
     #[must_use]
-    pub fn new(scenario: &str, seed: u64, results: &[RunResult]) -> Self {
+    pub fn new(
+        scenario: &str,
+        seed: u64,
+        calibration: &Calibration,
+        results: &[RunResult],
+    ) -> Self {
         let runs = results
             .iter()
             .map(|r| {
@@ -61,6 +78,11 @@ impl JsonReport {
         Self {
             scenario: scenario.to_owned(),
             seed,
+            calibration: JsonCalibration {
+                source: calibration.source.clone(),
+                measured: calibration.measured.clone(),
+                unmeasured: calibration.unmeasured(),
+            },
             runs,
         }
     }
@@ -329,15 +351,17 @@ fn format_tick(v: f64) -> String {
     }
 }
 
-/// The self-contained HTML report: plots over time for every run and the summary table.
+/// The self-contained HTML report: plots over time for every run and the summary table, under
+/// `calibration` (where the cost model's numbers come from, one line each, as
+/// [`Calibration::provenance`] gives it).
 #[must_use]
-pub fn html_report(title: &str, results: &[RunResult], calibration_source: &str) -> String {
+pub fn html_report(title: &str, results: &[RunResult], calibration: &str) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
-        "<h1>{}</h1><p>Calibration: {}</p>",
+        "<h1>{}</h1><pre style=\"white-space: pre-wrap\">{}</pre>",
         esc(title),
-        esc(calibration_source)
+        esc(calibration)
     );
     // Summary table.
     body.push_str("<h2>Summary</h2><table><tr><th></th>");

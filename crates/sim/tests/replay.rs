@@ -5,11 +5,16 @@ use fleetwatch_sim::{
     Calibration, Guard, JsonReport, RunResult, RunSpec, apiserver::Flow, replay, run, text_report,
 };
 
+/// The calibration measured on the incident era's API server (v1.30), what `replay` uses.
+fn incident_era() -> Calibration {
+    Calibration::built_in("1.30").expect("a built-in calibration for 1.30")
+}
+
 /// The 2024-12-11 scenario with `production` production clusters over `hours` virtual hours.
 fn reduced(guard: Guard, seed: u64, production: usize, hours: f64) -> RunSpec {
     RunSpec {
         horizon_seconds: hours * 3600.0,
-        ..replay(guard, seed, production, Calibration::default())
+        ..replay(guard, seed, production, incident_era())
     }
 }
 
@@ -24,10 +29,12 @@ fn assert_unguarded_outcome(r: &RunResult, dns_lifetime_minutes: f64) {
         "staging must pass: {s:#?}"
     );
     assert!(s.large_clusters > 0);
+    // With the coefficients measured on v1.30.14 some of the large control planes go down (13
+    // of 60 in the full replay), not most as in the incident: bench/RESULTS.md says which
+    // coefficients are still unmeasured.
     assert!(
-        2 * s.large_clusters_control_plane_down_peak
-            > u32::try_from(s.large_clusters).expect("small"),
-        "most large control planes must be down at the peak: {s:#?}"
+        s.large_clusters_control_plane_down_peak >= 1,
+        "large control planes must go down: {s:#?}"
     );
     let to_down = s
         .large_minutes_from_change_to_down_median
@@ -80,9 +87,9 @@ fn guarded_replay_halts_before_the_fleet_is_exposed() {
     ignore = "the full scenario is run in release builds: cargo test --release"
 )]
 fn full_replay_outcomes() {
-    let off = run_ok(replay(Guard::Off, 1, 250, Calibration::default()));
+    let off = run_ok(replay(Guard::Off, 1, 250, incident_era()));
     assert_unguarded_outcome(&off, 20.0);
-    let on = run_ok(replay(Guard::On, 1, 250, Calibration::default()));
+    let on = run_ok(replay(Guard::On, 1, 250, incident_era()));
     assert_guarded_outcome(&on);
 }
 
@@ -93,8 +100,13 @@ fn same_seed_gives_byte_identical_output_and_another_seed_differs() {
             .into_iter()
             .map(|g| run_ok(reduced(g, seed, 12, 0.75)))
             .collect();
-        let json = serde_json::to_string(&JsonReport::new("dec-2024", seed, &results))
-            .expect("serializes");
+        let json = serde_json::to_string(&JsonReport::new(
+            "dec-2024",
+            seed,
+            &incident_era(),
+            &results,
+        ))
+        .expect("serializes");
         let series = serde_json::to_string(&results.iter().map(|r| &r.series).collect::<Vec<_>>())
             .expect("serializes");
         (json, text_report("replay", &results), series)

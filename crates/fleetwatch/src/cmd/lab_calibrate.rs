@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use fleetwatch_calibrate::Sweep;
 use fleetwatch_control_plane::KUBERNETES_VERSION;
-use fleetwatch_sim::calibration::{Calibration, DEFAULT_TOML};
+use fleetwatch_sim::calibration::{Calibration, PLAUSIBLE_TOML};
 
 const AFTER_HELP: &str = "Run with --help for what is fitted and how.";
 
@@ -23,19 +23,27 @@ counters of runs of different lengths are compared as rates.
   api_server.cpu_seconds_per_object_listed_from_cache
   api_server.cpu_seconds_per_object_listed_from_etcd
   api_server.cpu_seconds_per_watch_event
-      Non-negative least squares over every non-idle run, each weighted by 1 / its CPU:
+      Non-negative least squares over every non-idle run but naive-list-node (its LISTs
+      read and filter every pod to return the node's own: the model charges by objects
+      returned), each weighted by 1 / its CPU:
         cpu = per_list × pod_lists
             + from_cache × (pods_listed − pods_listed_from_etcd)
             + from_etcd × pods_listed_from_etcd
             + per_watch_event × watch_events_sent
   api_server.memory_bytes_per_object_listed
-      Net peak RSS against LISTs in flight (pod_list_seconds / seconds, Little's law) times
-      objects per LIST, through the origin: an upper bound, a peak against a mean.
+      The naive-list runs' net peak RSS against LISTs in flight (pod_list_seconds / seconds,
+      Little's law) times objects per LIST, through the origin: an upper bound, a peak against
+      a mean. Only naive-list: a sweep runs it right after idle, and later runs at the same size
+      inherit its peak (Go keeps a freed heap resident for minutes).
   api_server.memory_bytes_per_cached_object
       Slope of the idle runs' peak RSS against pods + nodes (needs two or more sizes).
   apf.max_seats_per_request, apf.objects_per_list_seat
       APF seats per LIST of the naive-list runs (other requests in the agents' priority level
       take one seat each): the cap, when LISTs reach it; objects per seat, from LISTs below it.
+  api_server.fraction_of_unversioned_lists_from_etcd
+      Pods listed from etcd over pods listed, naive-list runs (their LISTs carry no
+      resourceVersion): 1 where such a LIST is a quorum read from etcd, 0 where the watch
+      cache serves it. A measured 0 is a value.
 
 A coefficient the sweep cannot identify keeps the base value and is reported as not measured,
 with the reason: e.g. pods listed from etcd are 0 in every run when the API server serves
@@ -58,7 +66,8 @@ pub struct CalibrateArgs {
     #[arg(long, value_name = "FILE.csv")]
     sweep: PathBuf,
     /// Calibration to start from: what the sweep cannot measure keeps its values, and its
-    /// comments are kept. Default: the simulator's built-in calibration.
+    /// comments are kept. Default: plausible values for every key, none measured
+    /// (`crates/sim/src/calibration-plausible.toml`).
     #[arg(long, value_name = "FILE.toml")]
     base: Option<PathBuf>,
     /// Where to write the fitted calibration. Default: standard output.
@@ -76,7 +85,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
             Calibration::parse(&path.display().to_string(), &text)?;
             text
         }
-        None => DEFAULT_TOML.to_owned(),
+        None => PLAUSIBLE_TOML.to_owned(),
     };
     // Sweeps written before the CSV named its release ran the then only one, the default.
     let version = sweep.kubernetes_version().unwrap_or(KUBERNETES_VERSION);

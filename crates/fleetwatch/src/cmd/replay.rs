@@ -2,11 +2,12 @@
 
 use fleetwatch_sim::{Guard, replay, scenario::DEC_2024_PRODUCTION_CLUSTERS};
 
-use super::sim::Output;
+use super::sim::{KubeVersion, Output};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  fleetwatch replay\n  fleetwatch replay --guard off --report dec-2024.html\n  \
+    after_help = "Examples:\n  fleetwatch replay\n  fleetwatch replay --kube-version 1.37\n  \
+                        fleetwatch replay --guard off --report dec-2024.html\n  \
                         fleetwatch replay --format json --seed 7"
 )]
 pub struct Args {
@@ -26,9 +27,17 @@ pub struct Args {
     /// times). The same seed gives byte-identical output.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    // Default: 1.30, the API server of the incident's era; 1.37 replays the same rollout on
+    // today's.
+    #[command(flatten)]
+    kube_version: KubeVersion,
     #[command(flatten)]
     output: Output,
 }
+
+/// The Kubernetes minor of the incident's fleet (December 2024), whose built-in calibration
+/// `replay` uses unless told otherwise.
+const INCIDENT_ERA: &str = "1.30";
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Scenario {
@@ -51,7 +60,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         GuardChoice::On => &[Guard::On],
         GuardChoice::Both => &[Guard::Off, Guard::On],
     };
-    let calibration = args.output.calibration()?;
+    let calibration = args.output.calibration(&args.kube_version, INCIDENT_ERA)?;
     let specs = guards
         .iter()
         .map(|&g| {

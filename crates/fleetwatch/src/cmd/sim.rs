@@ -34,6 +34,9 @@ pub struct Args {
     /// inputs give byte-identical output.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    // `sim` plans rollouts onto today's clusters: it defaults to the 1.37 calibration.
+    #[command(flatten)]
+    kube_version: KubeVersion,
     #[command(flatten)]
     output: Output,
 }
@@ -49,10 +52,21 @@ pub struct Output {
     /// needed to view) to this file.
     #[arg(long, value_name = "FILE.html")]
     report: Option<PathBuf>,
-    /// Cost-model calibration (TOML, format_version = 1) instead of the built-in one, e.g. one
-    /// measured by the load lab.
-    #[arg(long, value_name = "FILE.toml")]
+    /// Cost-model calibration (TOML, format_version = 1) instead of a built-in one, e.g. one
+    /// measured by the load lab (`fleetwatch lab calibrate`).
+    #[arg(long, value_name = "FILE.toml", conflicts_with = "kube_version")]
     calibration: Option<PathBuf>,
+}
+
+/// Which built-in calibration: the Kubernetes minor whose API server it was measured on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubeVersion {
+    /// Use the built-in calibration measured on this Kubernetes minor's API server: 1.37
+    /// (today's: LISTs served from the watch cache and streamed) or 1.30 (the incident's era:
+    /// LISTs without resourceVersion read etcd and are built whole in memory). Default: 1.30
+    /// for `replay`, 1.37 for `sim`.
+    #[arg(long = "kube-version", value_name = "MINOR")]
+    pub kube_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,10 +80,18 @@ fn read(path: &Path) -> anyhow::Result<String> {
 }
 
 impl Output {
-    /// The calibration to use.
-    pub fn calibration(&self) -> anyhow::Result<Calibration> {
+    /// The calibration to use: the `--calibration` file, else the built-in one for
+    /// `--kube-version`, else `default_minor`'s.
+    pub fn calibration(
+        &self,
+        version: &KubeVersion,
+        default_minor: &str,
+    ) -> anyhow::Result<Calibration> {
         match &self.calibration {
-            None => Ok(Calibration::default()),
+            None => {
+                let minor = version.kube_version.as_deref().unwrap_or(default_minor);
+                Ok(Calibration::built_in(minor)?)
+            }
             Some(path) => Ok(Calibration::parse(
                 &path.display().to_string(),
                 &read(path)?,
@@ -86,10 +108,11 @@ impl Output {
         seed: u64,
         specs: Vec<RunSpec>,
     ) -> anyhow::Result<()> {
-        let calibration_source = specs
+        let calibration = specs
             .first()
-            .map(|s| s.calibration.source.clone())
+            .map(|s| s.calibration.clone())
             .unwrap_or_default();
+        let provenance = calibration.provenance();
         let sims = specs
             .into_iter()
             .map(Simulation::new)
@@ -124,15 +147,14 @@ impl Output {
         });
         bar.finish_and_clear();
         match self.format {
-            Format::Text => print!("{}", text_report(title, &results)),
+            Format::Text => print!("{}\n{provenance}", text_report(title, &results)),
             Format::Json => {
-                let json =
-                    serde_json::to_string_pretty(&JsonReport::new(scenario, seed, &results))?;
-                println!("{json}");
+                let report = JsonReport::new(scenario, seed, &calibration, &results);
+                println!("{}", serde_json::to_string_pretty(&report)?);
             }
         }
         if let Some(path) = &self.report {
-            std::fs::write(path, html_report(title, &results, &calibration_source))
+            std::fs::write(path, html_report(title, &results, &provenance))
                 .with_context(|| format!("writing the HTML report {}", path.display()))?;
             if self.format == Format::Text {
                 println!("\nHTML report written to {}", path.display());
@@ -147,7 +169,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.hours.is_finite() && args.hours > 0.0 && args.hours <= 24.0 * 7.0,
         "--hours must be between 0 and 168"
     );
-    let calibration = args.output.calibration()?;
+    let calibration = args.output.calibration(
+        &args.kube_version,
+        fleetwatch_sim::calibration::BUILT_IN[0].0,
+    )?;
     let fleet_name = args.fleet.display().to_string();
     let fleet = input::parse_fleet(&fleet_name, &read(&args.fleet)?)?;
     let change = input::parse_change(&args.change.display().to_string(), &read(&args.change)?)?;
