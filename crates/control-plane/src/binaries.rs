@@ -39,54 +39,63 @@ pub struct Release {
     etcd_module: GoModule,
 }
 
+/// A [`Release`] of Kubernetes `$kubernetes` (minor version `$minor`) with etcd `$etcd`, from
+/// the wrapper modules `tools/control-plane/{kubernetes,etcd}-<version>/`.
+macro_rules! release {
+    ($kubernetes:literal, $minor:literal, $etcd:literal) => {
+        Release {
+            kubernetes: $kubernetes,
+            etcd: $etcd,
+            kubernetes_module: GoModule {
+                name: "kubernetes",
+                version: $kubernetes,
+                go_mod: include_str!(concat!(
+                    "../../../tools/control-plane/kubernetes-",
+                    $kubernetes,
+                    "/go.mod"
+                )),
+                go_sum: include_str!(concat!(
+                    "../../../tools/control-plane/kubernetes-",
+                    $kubernetes,
+                    "/go.sum"
+                )),
+                commands: KUBERNETES_COMMANDS,
+                // Without these the servers report `v0.0.0-master`.
+                ldflags: concat!(
+                    "-s -w -X k8s.io/component-base/version.gitVersion=",
+                    $kubernetes,
+                    " -X k8s.io/component-base/version.gitMajor=1",
+                    " -X k8s.io/component-base/version.gitMinor=",
+                    $minor
+                ),
+            },
+            etcd_module: GoModule {
+                name: "etcd",
+                version: $etcd,
+                go_mod: include_str!(concat!(
+                    "../../../tools/control-plane/etcd-",
+                    $etcd,
+                    "/go.mod"
+                )),
+                go_sum: include_str!(concat!(
+                    "../../../tools/control-plane/etcd-",
+                    $etcd,
+                    "/go.sum"
+                )),
+                commands: ETCD_COMMANDS,
+                ldflags: "-s -w",
+            },
+        }
+    };
+}
+
 /// Today's API server: consistent LISTs served from the watch cache (KEP-2340, GA in 1.34) and
 /// streamed LIST responses.
-pub const V1_37: Release = Release {
-    kubernetes: "v1.37.2",
-    etcd: "v3.6.16",
-    kubernetes_module: GoModule {
-        name: "kubernetes",
-        version: "v1.37.2",
-        go_mod: include_str!("../../../tools/control-plane/kubernetes-v1.37.2/go.mod"),
-        go_sum: include_str!("../../../tools/control-plane/kubernetes-v1.37.2/go.sum"),
-        commands: KUBERNETES_COMMANDS,
-        // Without these the servers report `v0.0.0-master`.
-        ldflags: "-s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
-                  -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37",
-    },
-    etcd_module: GoModule {
-        name: "etcd",
-        version: "v3.6.16",
-        go_mod: include_str!("../../../tools/control-plane/etcd-v3.6.16/go.mod"),
-        go_sum: include_str!("../../../tools/control-plane/etcd-v3.6.16/go.sum"),
-        commands: ETCD_COMMANDS,
-        ldflags: "-s -w",
-    },
-};
+pub const V1_37: Release = release!("v1.37.2", "37", "v3.6.16");
 
 /// The incident's era (December 2024): a LIST without resourceVersion is a quorum read from
 /// etcd, and the API server builds the whole response in memory before sending it.
-pub const V1_30: Release = Release {
-    kubernetes: "v1.30.14",
-    etcd: "v3.5.15",
-    kubernetes_module: GoModule {
-        name: "kubernetes",
-        version: "v1.30.14",
-        go_mod: include_str!("../../../tools/control-plane/kubernetes-v1.30.14/go.mod"),
-        go_sum: include_str!("../../../tools/control-plane/kubernetes-v1.30.14/go.sum"),
-        commands: KUBERNETES_COMMANDS,
-        ldflags: "-s -w -X k8s.io/component-base/version.gitVersion=v1.30.14 \
-                  -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=30",
-    },
-    etcd_module: GoModule {
-        name: "etcd",
-        version: "v3.5.15",
-        go_mod: include_str!("../../../tools/control-plane/etcd-v3.5.15/go.mod"),
-        go_sum: include_str!("../../../tools/control-plane/etcd-v3.5.15/go.sum"),
-        commands: ETCD_COMMANDS,
-        ldflags: "-s -w",
-    },
-};
+pub const V1_30: Release = release!("v1.30.14", "30", "v3.5.15");
 
 /// Every release the lab can build, newest first.
 pub const RELEASES: [&Release; 2] = [&V1_37, &V1_30];

@@ -471,10 +471,14 @@ async fn collector(
         tracing::warn!(%error, "the collector failed");
         life.counters.errors.fetch_add(1, Ordering::Relaxed);
     }
-    let requests = requests_counted(&registry);
-    life.counters
-        .requests
-        .fetch_add(requests, Ordering::Relaxed);
+    match requests_counted(&registry) {
+        Some(requests) => life
+            .counters
+            .requests
+            .fetch_add(requests, Ordering::Relaxed),
+        // Not a zero that reads as measured: the run fails as an agent error.
+        None => life.counters.errors.fetch_add(1, Ordering::Relaxed),
+    };
 }
 
 /// The sources whose readiness means the collector has synced: every object kind listed and
@@ -502,17 +506,13 @@ async fn ready(address: std::net::SocketAddr) -> bool {
     )
 }
 
-/// The sum of `fleetwatch_client_requests_total` in `registry`.
-fn requests_counted(registry: &prometheus_client::registry::Registry) -> u64 {
+/// The sum of `fleetwatch_client_requests_total` in `registry`, if it encodes and parses.
+fn requests_counted(registry: &prometheus_client::registry::Registry) -> Option<u64> {
     let mut page = String::new();
-    if prometheus_client::encoding::text::encode(&mut page, registry).is_err() {
-        return 0;
-    }
+    prometheus_client::encoding::text::encode(&mut page, registry).ok()?;
     let lines = page.lines().map(|l| Ok(l.to_owned()));
-    let Ok(scrape) = prometheus_parse::Scrape::parse(lines) else {
-        return 0;
-    };
-    scrape
+    let scrape = prometheus_parse::Scrape::parse(lines).ok()?;
+    let requests = scrape
         .samples
         .iter()
         .filter(|s| s.metric == "fleetwatch_client_requests_total")
@@ -520,7 +520,8 @@ fn requests_counted(registry: &prometheus_client::registry::Registry) -> u64 {
             prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v as u64,
             _ => 0,
         })
-        .sum()
+        .sum();
+    Some(requests)
 }
 
 /// Creates and deletes pods at a steady rate in namespace `lab-churn` until stopped.
