@@ -22,6 +22,14 @@ pub const PLAUSIBLE_TOML: &str = include_str!("calibration-plausible.toml");
 /// The built-in calibrations, by the Kubernetes minor whose API server they were measured on.
 pub const BUILT_IN: [(&str, &str); 2] = [("1.37", DEFAULT_TOML), ("1.30", V1_30_TOML)];
 
+/// Keys that are kube-apiserver settings at their defaults, not costs: nothing to measure
+/// (`--request-timeout` 60 s; `--max-requests-inflight` 400 + `--max-mutating-requests-inflight`
+/// 200 seats).
+pub const CONFIGURED: [&str; 2] = [
+    "api_server.request_timeout_seconds",
+    "apf.seats_per_replica",
+];
+
 /// The comment line `fleetwatch lab calibrate` writes above each key it measured.
 const MEASURED_MARK: &str = "# measured:";
 
@@ -156,7 +164,8 @@ impl Calibration {
         Self::parse(&format!("built-in calibration for Kubernetes {name}"), text)
     }
 
-    /// Every coefficient's key that is not [`measured`](Self::measured), sorted.
+    /// Every coefficient's key that is neither [`measured`](Self::measured) nor
+    /// [`CONFIGURED`], sorted.
     #[must_use]
     pub fn unmeasured(&self) -> Vec<String> {
         let Ok(toml::Value::Table(table)) = toml::Value::try_from(self) else {
@@ -166,7 +175,7 @@ impl Calibration {
             .iter()
             .filter_map(|(section, value)| value.as_table().map(|keys| (section, keys)))
             .flat_map(|(section, keys)| keys.keys().map(move |key| format!("{section}.{key}")))
-            .filter(|key| !self.measured.contains(key))
+            .filter(|key| !self.measured.contains(key) && !CONFIGURED.contains(&key.as_str()))
             .collect()
     }
 }
@@ -183,10 +192,12 @@ impl Calibration {
                 keys.join(", ")
             }
         };
+        let configured: Vec<String> = CONFIGURED.iter().map(|k| (*k).to_owned()).collect();
         format!(
-            "calibration: {}\n  measured on that API server: {}\n  NOT measured (plausible values, not measurements): {}\n",
+            "calibration: {}\n  measured on that API server: {}\n  kube-apiserver defaults (settings, not costs): {}\n  NOT measured (plausible values, not measurements): {}\n",
             self.source,
             list(&self.measured),
+            list(&configured),
             list(&self.unmeasured())
         )
     }
@@ -335,8 +346,17 @@ mod tests {
             assert!(!cal.measured.is_empty(), "{minor} measured nothing");
             let unmeasured = cal.unmeasured();
             assert!(cal.measured.iter().all(|k| !unmeasured.contains(k)));
-            // Every key is one or the other: the 27 coefficients of format_version 2.
-            assert_eq!(cal.measured.len() + unmeasured.len(), 27, "{minor}");
+            // Every key is one of the three: the 27 coefficients of format_version 2.
+            assert_eq!(
+                cal.measured.len() + CONFIGURED.len() + unmeasured.len(),
+                27,
+                "{minor}"
+            );
+            assert!(
+                CONFIGURED
+                    .iter()
+                    .all(|k| !unmeasured.contains(&(*k).to_owned()))
+            );
         }
         assert_eq!(
             Calibration::built_in("v1.37.2").expect("1.37"),
@@ -344,7 +364,7 @@ mod tests {
         );
         let plausible = Calibration::parse("plausible", PLAUSIBLE_TOML).expect("plausible");
         assert!(plausible.measured.is_empty(), "{:?}", plausible.measured);
-        assert_eq!(plausible.unmeasured().len(), 27);
+        assert_eq!(plausible.unmeasured().len(), 27 - CONFIGURED.len());
         let error = Calibration::built_in("1.29").expect_err("no such calibration");
         assert!(error.to_string().contains("1.37, 1.30"), "{error}");
     }

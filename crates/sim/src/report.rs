@@ -23,6 +23,8 @@ pub struct JsonCalibration {
     pub source: String,
     /// Keys measured on the API server the source names.
     pub measured: Vec<String>,
+    /// Keys that are kube-apiserver settings at their defaults.
+    pub configured: Vec<&'static str>,
     /// Keys that are plausible values, not measurements.
     pub unmeasured: Vec<String>,
 }
@@ -81,6 +83,7 @@ impl JsonReport {
             calibration: JsonCalibration {
                 source: calibration.source.clone(),
                 measured: calibration.measured.clone(),
+                configured: crate::calibration::CONFIGURED.to_vec(),
                 unmeasured: calibration.unmeasured(),
             },
             runs,
