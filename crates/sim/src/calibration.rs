@@ -1,9 +1,11 @@
 //! The cost model's coefficients, from a versioned TOML file (`format_version = 2`).
 //!
-//! The built-in file (`calibration.toml` beside this module) documents every key and its unit.
-//! Its CPU, watch-cache memory and APF-seat coefficients were measured on a real API server by
-//! `fleetwatch lab calibrate` (the `fleetwatch-calibrate` crate); the file says which keys are
-//! measured.
+//! The built-in files beside this module, one per Kubernetes release the load lab measured
+//! (`calibration.toml` for v1.37.2, `calibration-v1.30.toml` for v1.30.14), document every key
+//! and its unit. `fleetwatch lab calibrate` (the `fleetwatch-calibrate` crate) measured some of
+//! their keys on a real API server, each marked by a `# measured:` line; the others are
+//! plausible values ([`Calibration::unmeasured`]) or kube-apiserver settings ([`CONFIGURED`]).
+//! `calibration-plausible.toml` is the same file with nothing measured, the fit's base.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +21,8 @@ pub const V1_30_TOML: &str = include_str!("calibration-v1.30.toml");
 /// sweep against unless given another.
 pub const PLAUSIBLE_TOML: &str = include_str!("calibration-plausible.toml");
 
-/// The built-in calibrations, by the Kubernetes minor whose API server they were measured on.
+/// The built-in calibrations, newest first, by the Kubernetes minor whose API server they were
+/// measured on.
 pub const BUILT_IN: [(&str, &str); 2] = [("1.37", DEFAULT_TOML), ("1.30", V1_30_TOML)];
 
 /// Keys that are kube-apiserver settings at their defaults, not costs: nothing to measure
@@ -44,7 +47,8 @@ pub struct Calibration {
     /// Where the numbers come from (shown in reports).
     pub source: String,
     /// The keys (`api_server.cpu_seconds_per_list`) the file marks as measured, with a
-    /// `# measured:` comment line above them; every other key is a plausible value.
+    /// `# measured:` comment line above them; every other key is a plausible value or a
+    /// setting.
     #[serde(skip)]
     pub measured: Vec<String>,
     pub api_server: ApiServerCosts,
@@ -178,9 +182,7 @@ impl Calibration {
             .filter(|key| !self.measured.contains(key) && !CONFIGURED.contains(&key.as_str()))
             .collect()
     }
-}
 
-impl Calibration {
     /// For reports: where the numbers come from, and which were measured and which not (one
     /// line each, indented after the first).
     #[must_use]
@@ -201,30 +203,7 @@ impl Calibration {
             list(&self.unmeasured())
         )
     }
-}
 
-/// The keys under a `# measured:` comment line (the next key line of the same section).
-fn measured_keys(text: &str) -> Vec<String> {
-    let mut section = String::new();
-    let mut marked = false;
-    let mut keys = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = name.trim().to_owned();
-            marked = false;
-        } else if line.starts_with(MEASURED_MARK) {
-            marked = true;
-        } else if let Some((key, _)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
-            if marked && !section.is_empty() {
-                keys.push(format!("{section}.{}", key.trim()));
-            }
-            marked = false;
-        }
-    }
-    keys
-}
-
-impl Calibration {
     fn validate(&self) -> std::result::Result<(), String> {
         let a = &self.api_server;
         let positive = [
@@ -321,6 +300,27 @@ impl Calibration {
         }
         Ok(())
     }
+}
+
+/// The keys under a `# measured:` comment line (the next key line of the same section).
+fn measured_keys(text: &str) -> Vec<String> {
+    let mut section = String::new();
+    let mut marked = false;
+    let mut keys = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_owned();
+            marked = false;
+        } else if line.starts_with(MEASURED_MARK) {
+            marked = true;
+        } else if let Some((key, _)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+            if marked && !section.is_empty() {
+                keys.push(format!("{section}.{}", key.trim()));
+            }
+            marked = false;
+        }
+    }
+    keys
 }
 
 #[cfg(test)]

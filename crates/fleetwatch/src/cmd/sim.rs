@@ -34,7 +34,6 @@ pub struct Args {
     /// inputs give byte-identical output.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    // `sim` plans rollouts onto today's clusters: it defaults to the 1.37 calibration.
     #[command(flatten)]
     kube_version: KubeVersion,
     #[command(flatten)]
@@ -169,10 +168,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.hours.is_finite() && args.hours > 0.0 && args.hours <= 24.0 * 7.0,
         "--hours must be between 0 and 168"
     );
-    let calibration = args.output.calibration(
-        &args.kube_version,
-        fleetwatch_sim::calibration::BUILT_IN[0].0,
-    )?;
+    // `sim` plans rollouts onto today's clusters: the newest built-in calibration.
+    let today = fleetwatch_sim::calibration::BUILT_IN[0].0;
+    let calibration = args.output.calibration(&args.kube_version, today)?;
     let fleet_name = args.fleet.display().to_string();
     let fleet = input::parse_fleet(&fleet_name, &read(&args.fleet)?)?;
     let change = input::parse_change(&args.change.display().to_string(), &read(&args.change)?)?;
