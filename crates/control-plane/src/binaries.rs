@@ -39,6 +39,13 @@ pub struct Release {
     etcd_module: GoModule,
 }
 
+/// A file of a wrapper module under `tools/control-plane/`, e.g. `("etcd-", "v3.6.16", "/go.mod")`.
+macro_rules! wrapper_file {
+    ($($part:literal),+) => {
+        include_str!(concat!("../../../tools/control-plane/", $($part),+))
+    };
+}
+
 /// A [`Release`] of Kubernetes `$kubernetes` (minor version `$minor`) with etcd `$etcd`, from
 /// the wrapper modules `tools/control-plane/{kubernetes,etcd}-<version>/`.
 macro_rules! release {
@@ -49,16 +56,8 @@ macro_rules! release {
             kubernetes_module: GoModule {
                 name: "kubernetes",
                 version: $kubernetes,
-                go_mod: include_str!(concat!(
-                    "../../../tools/control-plane/kubernetes-",
-                    $kubernetes,
-                    "/go.mod"
-                )),
-                go_sum: include_str!(concat!(
-                    "../../../tools/control-plane/kubernetes-",
-                    $kubernetes,
-                    "/go.sum"
-                )),
+                go_mod: wrapper_file!("kubernetes-", $kubernetes, "/go.mod"),
+                go_sum: wrapper_file!("kubernetes-", $kubernetes, "/go.sum"),
                 commands: KUBERNETES_COMMANDS,
                 // Without these the servers report `v0.0.0-master`.
                 ldflags: concat!(
@@ -72,16 +71,8 @@ macro_rules! release {
             etcd_module: GoModule {
                 name: "etcd",
                 version: $etcd,
-                go_mod: include_str!(concat!(
-                    "../../../tools/control-plane/etcd-",
-                    $etcd,
-                    "/go.mod"
-                )),
-                go_sum: include_str!(concat!(
-                    "../../../tools/control-plane/etcd-",
-                    $etcd,
-                    "/go.sum"
-                )),
+                go_mod: wrapper_file!("etcd-", $etcd, "/go.mod"),
+                go_sum: wrapper_file!("etcd-", $etcd, "/go.sum"),
                 commands: ETCD_COMMANDS,
                 ldflags: "-s -w",
             },
@@ -391,6 +382,22 @@ mod tests {
             assert!(
                 ldflags.contains(&format!("gitVersion={}", release.kubernetes)),
                 "{ldflags}"
+            );
+            // Each release builds from its own pinned wrapper modules.
+            let pins = |go_mod: &str, module: &str, version: &str| {
+                go_mod.contains(&format!("{module} {version}"))
+            };
+            let k8s = &release.kubernetes_module;
+            assert!(
+                pins(k8s.go_mod, "k8s.io/kubernetes", release.kubernetes),
+                "{}",
+                k8s.version
+            );
+            let etcd = &release.etcd_module;
+            assert!(
+                pins(etcd.go_mod, "go.etcd.io/etcd/server/v3", release.etcd),
+                "{}",
+                etcd.version
             );
             let minor = release.minor().rsplit('.').next().unwrap_or_default();
             assert!(ldflags.contains(&format!("gitMinor={minor}")), "{ldflags}");
