@@ -1,22 +1,18 @@
 //! The remote-write sink (`remote_write:` or `--remote-write URL`): every interval, the page
 //! `/metrics` would serve is pushed to a Prometheus remote-write 1.0 receiver through the
 //! shared sink of `fleetwatch-telemetry` (bounded queue, drops oldest and counts it, retries
-//! 5xx and 429).
+//! 5xx and 429) and its [`PagePusher`].
 //!
-//! Owns: when to push and turning a page into time series. Must not: block `/metrics`, or
-//! send anything `/metrics` would not show.
+//! Owns: the section's settings. Must not: block `/metrics`, or send anything `/metrics` would
+//! not show.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use fleetwatch_telemetry::exposition::{Exposition, Format};
-use fleetwatch_telemetry::remote_write::{self, RemoteWrite, Sample, TimeSeries};
-use fleetwatch_telemetry::text;
+use fleetwatch_telemetry::remote_write::{self, PagePusher, RemoteWrite};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use tokio::sync::watch;
 
-use crate::component::stopped;
 use crate::error::Error;
 
 /// The `remote_write:` section. Without a URL there is no sink.
@@ -69,7 +65,7 @@ impl RemoteWriteConfig {
     }
 
     /// Starts the sink (registering its series in `registry`), if a URL is configured.
-    pub fn start(&self, registry: &mut Registry) -> Result<Option<Sink>, Error> {
+    pub fn start(&self, registry: &mut Registry) -> Result<Option<PagePusher>, Error> {
         let Some(config) = self.sink() else {
             return Ok(None);
         };
@@ -78,106 +74,13 @@ impl RemoteWriteConfig {
             reason: e.to_string(),
         })?;
         tokio::spawn(task);
-        Ok(Some(Sink {
-            sink,
-            interval: self.interval,
-        }))
+        Ok(Some(PagePusher::new(sink, self.interval)))
     }
-}
-
-/// A started sink: [`Sink::run`] pushes the page every interval until stopped.
-#[derive(Debug, Clone)]
-pub struct Sink {
-    sink: RemoteWrite,
-    interval: Duration,
-}
-
-impl Sink {
-    /// Pushes what `exposition` serves every interval until `stop` turns true.
-    pub async fn run(&self, exposition: Exposition, mut stop: watch::Receiver<bool>) {
-        let mut ticks = tokio::time::interval(self.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stopped(&mut stop) => return,
-                _ = ticks.tick() => self.push(&exposition).await,
-            }
-        }
-    }
-
-    /// Pushes the page once, then sends what is queued until `deadline` and stops.
-    pub async fn finish(self, exposition: &Exposition, deadline: Instant) {
-        self.push(exposition).await;
-        let stats = self.sink.shutdown(deadline).await;
-        tracing::info!(
-            sent = stats.sent,
-            dropped = stats.dropped,
-            rejected = stats.rejected,
-            "remote-write stopped"
-        );
-    }
-
-    async fn push(&self, exposition: &Exposition) {
-        let exposition = exposition.clone();
-        // Rendering and parsing a large page is CPU work: off the async threads.
-        let series = tokio::task::spawn_blocking(move || {
-            exposition
-                .render(Format::Text)
-                .map(|page| time_series(&page, now_ms()))
-        })
-        .await;
-        match series {
-            Ok(Ok(series)) => self.sink.push(series),
-            Ok(Err(_)) | Err(_) => tracing::warn!("remote-write: the page could not be rendered"),
-        }
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Every sample of `page` as a series with one sample at `timestamp_ms` (a sample's own
-/// timestamp wins).
-fn time_series(page: &[u8], timestamp_ms: i64) -> Vec<TimeSeries> {
-    text::parse_bytes(page)
-        .samples()
-        .map(|sample| {
-            TimeSeries::new(
-                sample.name,
-                sample
-                    .labels
-                    .iter()
-                    .map(|l| (l.name, l.value.as_ref().to_owned())),
-                vec![Sample::new(
-                    sample.value,
-                    sample.timestamp_ms.unwrap_or(timestamp_ms),
-                )],
-            )
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_sample_becomes_a_series_with_its_labels() {
-        let page = "# TYPE a_total counter\na_total{x=\"1\",y=\"q\\\"\"} 3\nb 2 1700000000000\n";
-        let series = time_series(page.as_bytes(), 42);
-        assert_eq!(series.len(), 2);
-        let labels: Vec<(&str, &str)> = series[0]
-            .labels
-            .iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
-            .collect();
-        assert_eq!(labels, [("__name__", "a_total"), ("x", "1"), ("y", "q\"")]);
-        assert_eq!(series[0].samples, [Sample::new(3.0, 42)]);
-        assert_eq!(series[1].samples, [Sample::new(2.0, 1_700_000_000_000)]);
-    }
 
     #[test]
     fn a_bad_url_names_the_section() {

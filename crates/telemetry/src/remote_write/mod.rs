@@ -66,6 +66,7 @@ mod client;
 mod config;
 mod metrics;
 pub mod proto;
+mod pusher;
 mod queue;
 mod retry;
 
@@ -87,6 +88,7 @@ pub use config::{
 };
 pub use metrics::{RequestCounts, RequestOutcome, Stats};
 pub use proto::{Label, Sample, TimeSeries, WriteRequest};
+pub use pusher::PagePusher;
 
 use client::{Attempt, Client};
 use metrics::Metrics;
