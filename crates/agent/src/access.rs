@@ -1,21 +1,16 @@
-//! The RBAC the agent needs, as data: the deployment's ClusterRole is written from it and a
-//! SubjectAccessReview test proves it grants no more.
+//! The access the agent needs, as RBAC rules (in the collector's `access` form, so the chart
+//! and the tests write both the same way): `get` on `nodes/metrics` (the kubelet's
+//! `/metrics/resource`) and `nodes/stats` (`/stats/summary`). Nothing else, and no API-server
+//! resource: the kubelet authorizes those two subresources through a SubjectAccessReview, and
+//! the agent never calls the API server itself.
 //!
-//! The kubelet authorizes `/metrics/resource` as `nodes/metrics` and `/stats/summary` as
-//! `nodes/stats` (verb `get`). Never `nodes/proxy`: it also grants exec into every pod on the
-//! node. The agent reads nothing else, and no API-server resource at all.
+//! Never `nodes/proxy`: it also grants exec into every pod on the node.
 
-/// One rule of the agent's ClusterRole: API group, resources, verbs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rule {
-    pub api_group: &'static str,
-    pub resources: &'static [&'static str],
-    pub verbs: &'static [&'static str],
+use serde_json::{Value, json};
+
+/// The ClusterRole's rules.
+pub fn cluster_rules() -> Value {
+    json!([
+        {"apiGroups": [""], "resources": ["nodes/metrics", "nodes/stats"], "verbs": ["get"]},
+    ])
 }
-
-/// Every rule the agent's ClusterRole holds.
-pub const CLUSTER_ROLE_RULES: [Rule; 1] = [Rule {
-    api_group: "",
-    resources: &["nodes/metrics", "nodes/stats"],
-    verbs: &["get"],
-}];

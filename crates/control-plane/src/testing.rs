@@ -16,10 +16,27 @@ static SHARED: OnceLock<ControlPlane> = OnceLock::new();
 /// The shared control plane of this test binary (with kube-controller-manager), started on first
 /// use. Panics, with the build or start-up error, if it cannot be had.
 pub fn shared() -> &'static ControlPlane {
+    start_shared(false)
+}
+
+/// [`shared`], with every request written to [`ControlPlane::audit_log`]. A test binary uses
+/// one or the other: the first call starts the plane.
+pub fn shared_with_audit_log() -> &'static ControlPlane {
+    let plane = start_shared(true);
+    assert!(
+        plane.audit_log().exists(),
+        "the shared control plane was started without an audit log: call shared_with_audit_log \
+         first in this test binary"
+    );
+    plane
+}
+
+fn start_shared(audit_log: bool) -> &'static ControlPlane {
     SHARED.get_or_init(|| {
         let base = tests_dir();
         let mut options = LabOptions::new(base.join(format!("pid-{}", std::process::id())));
         options.controllers = true;
+        options.audit_log = audit_log;
         // Start on a thread of its own with its own runtime: callers may be inside any runtime.
         let plane = std::thread::spawn(move || {
             runtime().block_on(async {

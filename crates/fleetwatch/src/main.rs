@@ -42,6 +42,8 @@ enum Command {
     Sim(cmd::sim::Args),
     /// Run the control-plane telemetry collector for one cluster.
     Collector(cmd::collector::Args),
+    /// Run the node agent on one node: kubelet, /proc and DNS health, no API-server requests.
+    Agent(cmd::agent::Args),
     /// Run a real Kubernetes control plane on loopback for tests, demos and load measurements.
     Lab(cmd::lab::Args),
     /// Show who is loading the API server right now, read off a running collector.
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
             Command::Sim(args) => cmd::sim::run(args).await,
             Command::Lab(args) => cmd::lab::run(args).await,
             Command::Collector(args) => cmd::collector::run(args).await,
+            Command::Agent(args) => cmd::agent::run(args).await,
             Command::Top(args) => cmd::top::run(args).await,
         }
     });

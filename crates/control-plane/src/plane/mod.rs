@@ -58,6 +58,10 @@ pub struct LabOptions {
     pub start_timeout: Duration,
     /// Send audit events to a webhook (none by default: the API server audits nothing).
     pub audit_webhook: Option<AuditWebhook>,
+    /// Also write every request at `Metadata` level ([`METADATA_AUDIT_POLICY`]) to
+    /// [`ControlPlane::audit_log`], one JSON event per line (ignored with `audit_webhook`, whose
+    /// policy the API server then applies).
+    pub audit_log: bool,
     /// More kube-apiserver replicas on the same etcd, up to [`MAX_EXTRA_APISERVERS`] (see
     /// [`replicas`](self::replicas) for what changes with more than one).
     pub extra_apiservers: usize,
@@ -74,6 +78,7 @@ impl LabOptions {
             max_requests_inflight: None,
             start_timeout: Duration::from_secs(120),
             audit_webhook: None,
+            audit_log: false,
             extra_apiservers: 0,
         }
     }
@@ -270,6 +275,8 @@ impl ControlPlane {
             );
             if let Some(webhook) = &options.audit_webhook {
                 args.extend(self.write_audit_webhook(webhook)?);
+            } else if options.audit_log {
+                args.extend(self.write_audit_log_policy()?);
             }
             if options.extra_apiservers > 0 {
                 args.push(replicas::NO_ENDPOINT_RECONCILER.to_owned());
@@ -300,6 +307,17 @@ impl ControlPlane {
         let files = UserFiles::new(&audit, AUDIT_WEBHOOK_USER, audit.join("webhook.kubeconfig"));
         files.write(&webhook.url, &ca, AUDIT_WEBHOOK_USER, &cert)?;
         Ok(recipes::audit_webhook(&policy, &files.kubeconfig))
+    }
+
+    /// Writes [`METADATA_AUDIT_POLICY`] into `<dir>/audit/` and returns the API server's flags
+    /// for it and the log file.
+    fn write_audit_log_policy(&self) -> Result<Vec<String>> {
+        let audit = self.dir.audit();
+        std::fs::create_dir_all(&audit)
+            .map_err(Error::io("creating the audit directory", &audit))?;
+        let policy = audit.join("policy.yaml");
+        dir::write_private(&[(policy.clone(), METADATA_AUDIT_POLICY.to_owned())])?;
+        Ok(recipes::audit_log(&policy, &self.audit_log()))
     }
 
     async fn start_controller_manager(
@@ -402,6 +420,12 @@ impl ControlPlane {
     }
 
     /// The lab's directory.
+    /// The API server's audit log (with [`LabOptions::audit_log`]): one `audit.k8s.io/v1`
+    /// `Event` as JSON per line.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.log("kube-apiserver-audit")
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir.root
     }

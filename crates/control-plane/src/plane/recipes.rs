@@ -75,6 +75,16 @@ pub(crate) fn audit_webhook(policy: &Path, webhook: &Path) -> Vec<String> {
     ]
 }
 
+/// The API server's flags to audit by `policy` into the JSON lines file `log`.
+pub(crate) fn audit_log(policy: &Path, log: &Path) -> Vec<String> {
+    vec![
+        format!("--audit-policy-file={}", policy.display()),
+        format!("--audit-log-path={}", log.display()),
+        "--audit-log-format=json".to_owned(),
+        "--audit-log-mode=blocking".to_owned(),
+    ]
+}
+
 /// kube-controller-manager as the admin (`kubeconfig`), serving on loopback at `port`.
 pub(crate) fn controller_manager(kubeconfig: &Path, port: u16, pki: &Path) -> Vec<String> {
     let kubeconfig = kubeconfig.display();

@@ -95,23 +95,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    fleetwatch_collector::run(config, client, listener, terminated()).await?;
+    fleetwatch_collector::run(config, client, listener, super::terminated()).await?;
     Ok(())
-}
-
-/// Completes on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
-async fn terminated() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let sigterm = async {
-        match term.as_mut() {
-            Some(term) => {
-                term.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = sigterm => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
