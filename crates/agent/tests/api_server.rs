@@ -44,7 +44,12 @@ async fn grant(client: &kube::Client) {
 
 /// Whether the API server says the agent's service account may `verb` `resource`
 /// (`resource/subresource` allowed), in `namespace` if given.
-async fn allowed(client: &kube::Client, verb: &str, resource: &str, namespace: Option<&str>) -> bool {
+async fn allowed(
+    client: &kube::Client,
+    verb: &str,
+    resource: &str,
+    namespace: Option<&str>,
+) -> bool {
     let (resource, subresource) = match resource.split_once('/') {
         Some((r, s)) => (r, Some(s.to_owned())),
         None => (resource, None),
@@ -83,6 +88,15 @@ async fn the_agents_rbac_allows_the_kubelets_two_checks_and_nothing_else() {
     // Before the grant the service account may do none of it: the reviews can say no.
     assert!(!allowed(&client, "get", "nodes/stats", None).await);
     grant(&client).await;
+    // The authorizer sees a new binding through its informers, a moment after it is created.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !allowed(&client, "get", "nodes/metrics", None).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the grant did not reach the authorizer in 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     for subresource in ["nodes/metrics", "nodes/stats"] {
         assert!(
             allowed(&client, "get", subresource, None).await,
