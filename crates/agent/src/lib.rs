@@ -88,6 +88,21 @@ impl AgentConfig {
     }
 }
 
+/// Builds every configured source and spawns its task.
+fn start_sources(
+    config: &AgentConfig,
+    build: &mut Build<'_>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, Error> {
+    let mut sources: Vec<&dyn Source> = vec![&config.host, &config.dns];
+    if let Some(kubelet) = &config.kubelet {
+        sources.push(kubelet);
+    }
+    sources
+        .into_iter()
+        .map(|source| Ok(tokio::spawn(source.build(build)?)))
+        .collect()
+}
+
 /// Runs the agent: serves `/metrics`, `/healthz` and `/readyz` on `listener`, polls its sources
 /// and pushes to remote-write if configured, until `shutdown` completes. Then it stops the
 /// sources, flushes remote-write and returns.
@@ -112,22 +127,17 @@ pub async fn run(
     let readiness = Readiness::default();
     let (stop_tx, stop) = watch::channel(false);
     let mut sections = Vec::new();
-    let mut sources: Vec<&dyn Source> = vec![&config.host, &config.dns];
-    if let Some(kubelet) = &config.kubelet {
-        sources.push(kubelet);
-    }
-    let mut tasks = Vec::new();
-    for source in sources {
-        let task = source.build(&mut Build {
+    let tasks = start_sources(
+        &config,
+        &mut Build {
             node: &config.node_name,
             registry: &mut registry,
             sections: &mut sections,
             readiness: &readiness,
             health: &health,
             stop: stop.clone(),
-        })?;
-        tasks.push(tokio::spawn(task));
-    }
+        },
+    )?;
     let exposition = Exposition {
         registry: Arc::new(registry),
         sections,

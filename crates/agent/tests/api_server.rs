@@ -1,6 +1,9 @@
 //! The agent against the lab's real kube-apiserver: the RBAC it ships (`access`) allows what the
 //! kubelet checks for it and nothing more, proven by SubjectAccessReviews.
 
+// The test grants RBAC and asks for reviews with the lab's admin client.
+#![allow(clippy::disallowed_types)]
+
 use fleetwatch_control_plane::testing;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,

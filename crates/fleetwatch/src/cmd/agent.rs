@@ -92,9 +92,10 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     dns_resolver: Option<SocketAddr>,
 
-    /// The cluster DNS service (kube-dns's ClusterIP), ADDR:PORT. Without it the agent cannot
-    /// tell a cache serving stale answers from a healthy one, and says so
-    /// (fleetwatch_agent_dns_stale_check_enabled 0).
+    /// The cluster DNS the node's cache forwards to, ADDR:PORT: with node-local-dns, the
+    /// kube-dns-upstream Service's ClusterIP (the cache takes over kube-dns's own address on the
+    /// node). Without it the agent cannot tell a cache serving stale answers from a healthy
+    /// one, and says so (fleetwatch_agent_dns_stale_check_enabled 0).
     #[arg(long, value_name = "ADDR")]
     cluster_dns: Option<SocketAddr>,
 
@@ -111,11 +112,14 @@ impl Args {
         } else {
             Some(self.kubelet_config(interval)?)
         };
+        let dns_interval = Duration::from_secs(self.dns_interval);
         let mut dns = DnsConfig {
             resolver: self.dns_resolver,
             resolv_conf: self.host_root.join("etc/resolv.conf"),
             cluster_dns: self.cluster_dns,
-            interval: Duration::from_secs(self.dns_interval),
+            interval: dns_interval,
+            // A lookup must end before the next one starts.
+            timeout: DnsConfig::default().timeout.min(dns_interval / 2),
             ..DnsConfig::default()
         };
         if !self.dns_names.is_empty() {
@@ -153,6 +157,8 @@ impl Args {
             token_file: self.kubelet_token_file.clone().or_else(|| mounted("token")),
             ca_file: self.kubelet_ca.clone().or_else(|| mounted("ca.crt")),
             interval,
+            // A poll must end before the next one starts.
+            timeout: KubeletConfig::default().timeout.min(interval / 2),
             ..KubeletConfig::default()
         })
     }
