@@ -145,18 +145,10 @@ pub async fn run(
         metrics,
         scoped: Scoped::default(),
     };
-    let address = listener
-        .local_addr()
-        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-    let mut serve_stop = stop.clone();
-    let server = tokio::spawn(exposition::serve(
-        listener,
-        exposition.clone(),
-        async move {
-            let _ = serve_stop.wait_for(|stop| *stop).await;
-        },
-    ));
-    tracing::info!(%address, node = %config.node_name, "serving /metrics, /healthz and /readyz");
+    let exposition::Serving {
+        address,
+        task: server,
+    } = exposition::spawn(listener, exposition.clone(), stop.clone());
     let pushing = pusher.clone().map(|pusher| {
         let (exposition, stop) = (exposition.clone(), stop.clone());
         tokio::spawn(async move { pusher.run(exposition, stop).await })

@@ -403,6 +403,32 @@ impl Exposition {
     }
 }
 
+/// A server started by [`spawn`]: its address, for messages, and its task.
+#[derive(Debug)]
+pub struct Serving {
+    /// The listener's address (`?` if it could not be read).
+    pub address: String,
+    /// Ends once the server has stopped accepting.
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// [`serve`] on a task of its own until `stop` turns true (or its sender is gone), logging the
+/// address it serves on.
+pub fn spawn(
+    listener: TcpListener,
+    exposition: Exposition,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Serving {
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    let task = tokio::spawn(serve(listener, exposition, async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    }));
+    tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+    Serving { address, task }
+}
+
 /// Serves `exposition` on `listener` until `shutdown` completes; then stops accepting (scrapes
 /// in progress finish on their own).
 pub async fn serve(
