@@ -49,15 +49,13 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct AgentConfig {
     /// The node the agent runs on.
     pub node_name: String,
-    pub kubelet: KubeletOrOff,
+    /// The kubelet source, or none (`--no-kubelet`: a node whose kubelet is not to be read).
+    pub kubelet: Option<kubelet::KubeletConfig>,
     pub host: host::HostConfig,
     pub dns: dns::DnsConfig,
     /// Pushing the page to a remote-write receiver, and how often.
     pub remote_write: Option<(remote_write::Config, Duration)>,
 }
-
-/// The kubelet source, or none (a node without a reachable kubelet, or a test of the rest).
-pub type KubeletOrOff = Option<kubelet::KubeletConfig>;
 
 impl AgentConfig {
     /// Checks every setting, naming the one that is wrong.
