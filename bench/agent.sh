@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The node agent's own cost beside the per-node alternative (not a test): `fleetwatch agent`
 # against the fixture kubelet at 110 pods (crates/agent/examples/fixture_kubelet.rs, the
-# kubelet's v1.37 formats), a 30 s interval, DNS probed every 10 s through a real dnsmasq, and
+# kubelet's v1.37 formats), a 30 s interval, DNS probed every 10 s through a real dnsmasq cache
+# and directly against the real dnsmasq behind it, and
 # /metrics scraped every 30 s as Prometheus would; beside it, in the same run, the load lab's
 # `watch-node` pattern (one informer on its node's pods, the usual per-node agent design) against
 # a 1-node, 110-pod lab with pod churn, measured as `lab load` with that pattern minus `lab load`
@@ -61,18 +62,26 @@ target/release/examples/fixture_kubelet --pods 110 --node node-1 --listen 127.0.
 pids+=($!)
 for _ in $(seq 50); do grep -q '^node=' "$work/kubelet.out" 2>/dev/null && break; sleep 0.2; done
 kubelet_url=$(sed -n 's/^url=//p' "$work/kubelet.out")
-dns_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$cache/bin/dnsmasq-2.90/dnsmasq" --keep-in-foreground --conf-file=/dev/null --no-resolv \
-  --no-hosts --bind-interfaces --listen-address=127.0.0.1 --port="$dns_port" --user="$(id -un)" \
-  --pid-file= --local-ttl=30 --host-record=kubernetes.default.svc.cluster.local,10.96.0.1 \
-  --log-facility="$work/dnsmasq.log" &
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+upstream_port=$(free_port)
+cache_port=$(free_port)
+dnsmasq=("$cache/bin/dnsmasq-2.90/dnsmasq" --keep-in-foreground --conf-file=/dev/null --no-resolv
+  --no-hosts --bind-interfaces --listen-address=127.0.0.1 --user="$(id -un)" --pid-file=)
+# The cluster DNS, and a node-local cache in front of it.
+"${dnsmasq[@]}" --port="$upstream_port" --local-ttl=30 \
+  --host-record=kubernetes.default.svc.cluster.local,10.96.0.1 --log-facility="$work/upstream.log" &
+pids+=($!)
+"${dnsmasq[@]}" --port="$cache_port" --server="127.0.0.1#$upstream_port" --use-stale-cache \
+  --log-facility="$work/cache.log" &
 pids+=($!)
 $fleetwatch agent --node-name node-1 --kubelet "$kubelet_url" --kubelet-ca "$work/kubelet/ca.crt" \
   --kubelet-token-file "$work/kubelet/token" --interval 30 \
-  --dns-resolver "127.0.0.1:$dns_port" --cluster-dns "127.0.0.1:$dns_port" \
+  --dns-resolver "127.0.0.1:$cache_port" --cluster-dns "127.0.0.1:$upstream_port" \
   --listen 127.0.0.1:19479 > "$work/agent.log" 2>&1 &
 agent=$!
 pids+=($agent)
+sleep 2
+kill -0 "$agent" 2>/dev/null || { cat "$work/agent.log" >&2; exit 1; }
 # Prometheus's scrape, every 30 s.
 ( while sleep 30; do curl -s -o /dev/null 127.0.0.1:19479/metrics; done ) &
 pids+=($!)
