@@ -12,24 +12,6 @@ use fleetwatch_telemetry::testing::{Options, Prometheus, ScrapeTarget};
 
 const NODE: &str = "node-1";
 
-/// The value of the one series `promql` selects, once Prometheus has one that `accept`s.
-async fn wait_for_series(prometheus: &Prometheus, promql: &str, accept: fn(f64) -> bool) -> f64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let found = prometheus.query(promql).await.expect("a PromQL query");
-        if let [(_, value)] = found.as_slice()
-            && accept(*value)
-        {
-            return *value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{promql}: {found:?} after 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_scrapes_the_agent_and_receives_its_remote_write() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -75,13 +57,21 @@ async fn prometheus_scrapes_the_agent_and_receives_its_remote_write() {
     assert!(targets.iter().all(|t| t.health == "up"), "{targets:?}");
     // Scraped: Prometheus adds `job`; pushed: the series arrive as the page has them.
     let cpus = format!("fleetwatch_agent_node_cpus{{job=\"agent\",node=\"{NODE}\"}}");
-    wait_for_series(&prometheus, &cpus, |v| v >= 1.0).await;
+    prometheus
+        .wait_for_series(&cpus, |v| v >= 1.0, Duration::from_secs(60))
+        .await;
     let pushed_up = "fleetwatch_agent_source_up{job=\"\",source=\"host\"}";
-    wait_for_series(&prometheus, pushed_up, |v| v == 1.0).await;
+    prometheus
+        .wait_for_series(pushed_up, |v| v == 1.0, Duration::from_secs(60))
+        .await;
     let failing_dns = "fleetwatch_agent_source_up{job=\"agent\",source=\"dns\"}";
-    wait_for_series(&prometheus, failing_dns, |v| v == 0.0).await;
+    prometheus
+        .wait_for_series(failing_dns, |v| v == 0.0, Duration::from_secs(60))
+        .await;
     let sent = "fleetwatch_remote_write_samples_total{job=\"\",outcome=\"sent\"}";
-    wait_for_series(&prometheus, sent, |v| v > 0.0).await;
+    prometheus
+        .wait_for_series(sent, |v| v > 0.0, Duration::from_secs(60))
+        .await;
 
     stop.send(()).expect("the agent runs");
     tokio::time::timeout(Duration::from_secs(15), agent)

@@ -10,25 +10,6 @@ use common::client;
 use fleetwatch_collector::CollectorConfig;
 use fleetwatch_telemetry::testing::{Options, Prometheus};
 
-/// The value of the one series `promql` selects, once Prometheus has it with a value that
-/// `accept`s.
-async fn wait_for_series(prometheus: &Prometheus, promql: &str, accept: fn(f64) -> bool) -> f64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let found = prometheus.query(promql).await.expect("a PromQL query");
-        if let [(_, value)] = found.as_slice()
-            && accept(*value)
-        {
-            return *value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{promql}: {found:?} after 90 s"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_collector_pushes_its_page_to_a_real_prometheus() {
     let prometheus = Prometheus::start(Options::default())
@@ -54,12 +35,22 @@ async fn the_collector_pushes_its_page_to_a_real_prometheus() {
     // The process's own series, then a source's, arrive without any scrape configured.
     // Without leader election the collector leads once its start-up jitter has passed.
     let leads = |v| v == 1.0;
-    wait_for_series(&prometheus, "fleetwatch_collector_leader", leads).await;
+    prometheus
+        .wait_for_series(
+            "fleetwatch_collector_leader",
+            leads,
+            Duration::from_secs(90),
+        )
+        .await;
     let up =
         format!("fleetwatch_collector_apiserver_up{{replica=\"{server}\",endpoint=\"metrics\"}}");
-    wait_for_series(&prometheus, &up, leads).await;
+    prometheus
+        .wait_for_series(&up, leads, Duration::from_secs(90))
+        .await;
     let sent = "fleetwatch_remote_write_samples_total{outcome=\"sent\"}";
-    wait_for_series(&prometheus, sent, |v| v > 0.0).await;
+    prometheus
+        .wait_for_series(sent, |v| v > 0.0, Duration::from_secs(90))
+        .await;
 
     stop.send(()).expect("the collector runs");
     tokio::time::timeout(Duration::from_secs(25), collector)

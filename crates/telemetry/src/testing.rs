@@ -390,6 +390,30 @@ impl Prometheus {
         }
     }
 
+    /// The value of the one series `promql` selects, once Prometheus has one that `accept`s;
+    /// panics (for tests) with what it found if none does within `timeout`.
+    pub async fn wait_for_series(
+        &self,
+        promql: &str,
+        accept: fn(f64) -> bool,
+        timeout: Duration,
+    ) -> f64 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let found = self.query(promql).await;
+            if let Ok([(_, value)]) = found.as_deref()
+                && accept(*value)
+            {
+                return *value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{promql}: {found:?} after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// The active scrape targets.
     pub async fn targets(&self) -> Result<Vec<Target>, Error> {
         let what = "targets".to_owned();
