@@ -3,7 +3,7 @@
 //! the same set of (labels, value) in every family of [`CLAIMED`].
 //!
 //! kube-state-metrics is built from Go modules into the cache like the control plane
-//! (`fleetwatch_control_plane::binaries::kube_state_metrics`); a failed build fails the test.
+//! (`fleetwatch_control_plane::Tool::KubeStateMetrics`); a failed build fails the test.
 //! Objects are created with the lab's admin client, and statuses written through the status
 //! subresource where no controller would fill them (there are no kubelets and no scheduler).
 
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use fleetwatch_client::{Client, Settings, Source};
 use fleetwatch_collector::objects::{CLAIMED, ObjectState};
-use fleetwatch_control_plane::{ControlPlane, PopulateSpec, binaries, populate, testing};
+use fleetwatch_control_plane::{ControlPlane, PopulateSpec, Tool, binaries, populate, testing};
 use fleetwatch_telemetry::exposition::Format;
 use fleetwatch_telemetry::page::{self, Section};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
@@ -600,7 +600,7 @@ async fn release_terminating_namespace(plane: &ControlPlane) {
 async fn every_claimed_family_matches_kube_state_metrics() {
     let built = Instant::now();
     let binary = tokio::task::spawn_blocking(|| {
-        binaries::kube_state_metrics(&binaries::cache_dir(), &mut |step| eprintln!("{step}"))
+        Tool::KubeStateMetrics.ensure(&binaries::cache_dir(), &mut |step| eprintln!("{step}"))
     })
     .await
     .expect("join")

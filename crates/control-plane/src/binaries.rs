@@ -1,16 +1,15 @@
 //! The pinned control-plane binaries, built from Go modules into a per-version cache outside the
 //! repo (`$FLEETWATCH_CACHE`, default `~/.cache/fleetwatch`) and reused while present.
 //!
-//! The Go wrapper modules live in `tools/control-plane/` and `tools/kube-state-metrics/` and are
-//! compiled into this crate, so the `fleetwatch` binary can build them from any directory. Why
+//! The Go wrapper modules live in `tools/control-plane/`, `tools/kube-state-metrics/` and
+//! `tools/helm/` and are compiled into this crate, so the `fleetwatch` binary can build them from any directory. Why
 //! wrappers at all: `go install k8s.io/kubernetes/cmd/kube-apiserver@v1.37.2` is refused because
 //! k8s.io/kubernetes replaces its staging modules with local paths; the wrapper points each at its
 //! release. `go install k8s.io/kube-state-metrics/v2@v2.20.0` is refused too (the proxy does not
 //! list its versions); a wrapper requiring the exact version resolves.
 //!
-//! kube-state-metrics is not part of the control plane: it is the compatibility oracle for the
-//! collector's object-state families ([`kube_state_metrics`]), built only when asked for, so
-//! starting a lab never waits for it.
+//! kube-state-metrics and Helm are not part of the control plane: they are [`Tool`]s, built only
+//! when asked for.
 
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
@@ -26,6 +25,8 @@ pub const KUBERNETES_VERSION: &str = DEFAULT_RELEASE.kubernetes;
 pub const ETCD_VERSION: &str = DEFAULT_RELEASE.etcd;
 /// The kube-state-metrics release whose families the collector matches exactly.
 pub const KUBE_STATE_METRICS_VERSION: &str = "v2.20.0";
+/// The Helm release that lints and renders the chart.
+pub const HELM_VERSION: &str = "v4.3.2";
 
 /// A Kubernetes release the lab can run: its kube-apiserver and kube-controller-manager, and the
 /// etcd it was released with (kubeadm's `DefaultEtcdVersion` in that release's source).
@@ -154,23 +155,61 @@ const KUBE_STATE_METRICS: GoModule = GoModule {
               -X k8s.io/kube-state-metrics/v2/pkg/app.ClientGoVersion=v0.36.3",
 };
 
-/// Where the kube-state-metrics binary lives in `cache`, whether or not it is built yet.
-pub fn kube_state_metrics_in_cache(cache: &Path) -> PathBuf {
-    KUBE_STATE_METRICS.bin_dir(cache).join("kube-state-metrics")
+const HELM: GoModule = GoModule {
+    name: "helm",
+    version: HELM_VERSION,
+    go_mod: include_str!("../../../tools/helm/go.mod"),
+    go_sum: include_str!("../../../tools/helm/go.sum"),
+    commands: &[("helm", "helm.sh/helm/v4/cmd/helm")],
+    // What its Makefile sets, so `helm version` says what it is (and `helm lint` checks a chart's
+    // `kubeVersion` against a real version, not `v0.0.0`).
+    ldflags: "-s -w -X helm.sh/helm/v4/internal/version.version=v4.3.2 \
+              -X helm.sh/helm/v4/internal/version.metadata=",
+};
+
+/// A tool built from Go modules only when asked for, so starting a lab never waits for it:
+/// kube-state-metrics, the compatibility oracle for the collector's object-state families, and
+/// Helm, which lints and renders the chart under `deploy/helm/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    KubeStateMetrics,
+    Helm,
 }
 
-/// The cached kube-state-metrics [`KUBE_STATE_METRICS_VERSION`] binary, built from Go modules
-/// first if missing (a few minutes the first time); `on_step` hears each step. Waits on the same
-/// lock file as [`Binaries::ensure`].
-pub fn kube_state_metrics(cache: &Path, on_step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
-    let wanted = kube_state_metrics_in_cache(cache);
-    if wanted.is_file() {
-        return Ok(wanted);
+impl Tool {
+    /// Every tool, in the order `lab build` builds them.
+    pub const ALL: [Tool; 2] = [Tool::KubeStateMetrics, Tool::Helm];
+
+    fn module(self) -> &'static GoModule {
+        match self {
+            Tool::KubeStateMetrics => &KUBE_STATE_METRICS,
+            Tool::Helm => &HELM,
+        }
     }
-    fs::create_dir_all(cache).map_err(Error::io("creating the cache directory", cache))?;
-    let _lock = lock(&cache.join(".build.lock"))?;
-    KUBE_STATE_METRICS.build_missing(cache, on_step)?;
-    Ok(wanted)
+
+    /// The pinned release, e.g. `v4.3.2`.
+    pub fn version(self) -> &'static str {
+        self.module().version
+    }
+
+    /// Where the tool's binary lives in `cache`, whether or not it is built yet.
+    pub fn in_cache(self, cache: &Path) -> PathBuf {
+        let module = self.module();
+        module.bin_dir(cache).join(module.commands[0].0)
+    }
+
+    /// The cached binary, built from Go modules first if missing (a few minutes the first time);
+    /// `on_step` hears each step. Waits on the same lock file as [`Binaries::ensure`].
+    pub fn ensure(self, cache: &Path, on_step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+        let wanted = self.in_cache(cache);
+        if wanted.is_file() {
+            return Ok(wanted);
+        }
+        fs::create_dir_all(cache).map_err(Error::io("creating the cache directory", cache))?;
+        let _lock = lock(&cache.join(".build.lock"))?;
+        self.module().build_missing(cache, on_step)?;
+        Ok(wanted)
+    }
 }
 
 /// Paths of the built control-plane binaries.
@@ -402,5 +441,29 @@ mod tests {
             let minor = release.minor().rsplit('.').next().unwrap_or_default();
             assert!(ldflags.contains(&format!("gitMinor={minor}")), "{ldflags}");
         }
+    }
+
+    #[test]
+    fn each_tool_pins_and_stamps_its_own_release() {
+        for (tool, module) in [
+            (Tool::KubeStateMetrics, "k8s.io/kube-state-metrics/v2"),
+            (Tool::Helm, "helm.sh/helm/v4"),
+        ] {
+            let built = tool.module();
+            let version = tool.version();
+            assert!(
+                built.go_mod.contains(&format!("{module} {version}")),
+                "{module} {version}"
+            );
+            assert!(
+                built.ldflags.contains(&format!("={version}")),
+                "{}",
+                built.ldflags
+            );
+        }
+        assert_eq!(
+            Tool::Helm.in_cache(Path::new("/cache")),
+            Path::new("/cache/bin/helm-v4.3.2/helm")
+        );
     }
 }

@@ -30,7 +30,7 @@ pub mod populate;
 pub mod process;
 pub mod testing;
 
-pub use binaries::{Binaries, DEFAULT_RELEASE, ETCD_VERSION, KUBERNETES_VERSION, Release};
+pub use binaries::{Binaries, DEFAULT_RELEASE, ETCD_VERSION, KUBERNETES_VERSION, Release, Tool};
 pub use error::{Error, Result};
 pub use plane::{ControlPlane, LabOptions};
 pub use populate::{PopulateSpec, populate};

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fleetwatch_collector::access;
-use fleetwatch_control_plane::{ControlPlane, binaries, populate};
+use fleetwatch_control_plane::{ControlPlane, Tool, binaries, populate};
 use fleetwatch_load_lab::measure::{self, percentile};
 use fleetwatch_telemetry::text;
 use k8s_openapi::api::core::v1::Pod;
@@ -76,7 +76,7 @@ async fn main() {
     let before = flow_counters(&admin).await;
 
     let cache = binaries::cache_dir();
-    let ksm_binary = binaries::kube_state_metrics_in_cache(&cache);
+    let ksm_binary = Tool::KubeStateMetrics.in_cache(&cache);
     assert!(
         ksm_binary.exists(),
         "{} is missing: run `fleetwatch lab build`",

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fleetwatch_control_plane::{
-    Binaries, ControlPlane, LabOptions, PopulateSpec, Release, binaries, plane, populate,
+    Binaries, ControlPlane, LabOptions, PopulateSpec, Release, Tool, binaries, plane, populate,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -21,7 +21,7 @@ pub struct Args {
 enum LabCommand {
     /// Build the pinned control-plane binaries (kube-apiserver, kube-controller-manager, etcd)
     /// of a Kubernetes release from Go modules into the cache, or confirm they are there; also
-    /// kube-state-metrics. `up` builds what it needs too.
+    /// the tools the tests use (kube-state-metrics, Helm). `up` builds what it needs too.
     Build(ReleaseArg),
     /// Start a control plane on loopback, optionally fill it with synthetic nodes and pods, print
     /// `export KUBECONFIG=…` and return once it is ready. It keeps running until `lab down`.
@@ -131,12 +131,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 async fn build(release: &'static Release) -> anyhow::Result<()> {
     let cache = binaries::cache_dir();
     let started = Instant::now();
-    let (built, kube_state_metrics) = tokio::task::spawn_blocking(move || {
+    let (built, tools) = tokio::task::spawn_blocking(move || {
         let mut on_step = |step: &str| tracing::info!("{step}");
         let built = Binaries::ensure(&cache, release, &mut on_step)?;
-        // The collector's compatibility oracle, which its tests run beside the lab.
-        let kube_state_metrics = binaries::kube_state_metrics(&cache, &mut on_step)?;
-        Ok::<_, fleetwatch_control_plane::Error>((built, kube_state_metrics))
+        // The tools the tests run beside the lab: the collector's compatibility oracle, and Helm
+        // for the chart.
+        let tools = Tool::ALL
+            .iter()
+            .map(|tool| tool.ensure(&cache, &mut on_step))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, fleetwatch_control_plane::Error>((built, tools))
     })
     .await??;
     tracing::info!(
@@ -149,8 +153,10 @@ async fn build(release: &'static Release) -> anyhow::Result<()> {
         &built.etcd,
         &built.kube_apiserver,
         &built.kube_controller_manager,
-        &kube_state_metrics,
-    ] {
+    ]
+    .into_iter()
+    .chain(&tools)
+    {
         println!("{}", path.display());
     }
     Ok(())
