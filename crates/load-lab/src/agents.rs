@@ -111,10 +111,10 @@ impl Identities {
     pub(crate) async fn prepare(plane: &ControlPlane) -> Result<Self> {
         let admin = plane.admin_client().await?;
         grant_read_access(&admin).await?;
-        grant_collector_access(&admin, &agent_user(Pattern::Fleetwatch)).await?;
+        grant_collector_access(&admin, &Pattern::Fleetwatch.user()).await?;
         let mut agents = std::collections::HashMap::new();
         for pattern in Pattern::ALL {
-            let user = agent_user(pattern);
+            let user = pattern.user();
             agents.insert(pattern.name(), plane.kubeconfig_for(&user, &[AGENT_GROUP])?);
         }
         Ok(Identities {
@@ -135,9 +135,12 @@ impl Identities {
     }
 }
 
-/// The user each pattern's agents run as.
-fn agent_user(pattern: Pattern) -> String {
-    format!("fleetwatch-lab-{pattern}")
+impl Pattern {
+    /// The user this pattern's agents authenticate as (for a FlowSchema or an audit query of
+    /// their requests).
+    pub fn user(self) -> String {
+        format!("fleetwatch-lab-{self}")
+    }
 }
 
 /// The collector's own access, as its deployment grants it ([`fleetwatch_collector::access`]),
@@ -434,7 +437,7 @@ fn collector_config(apiservers: &[String]) -> fleetwatch_collector::CollectorCon
     };
     config.apiserver.replicas = apiservers.to_vec();
     config.leader_election.namespace = Some(COLLECTOR_LEASE_NAMESPACE.to_owned());
-    config.leader_election.identity = Some(agent_user(Pattern::Fleetwatch));
+    config.leader_election.identity = Some(Pattern::Fleetwatch.user());
     config
 }
 

@@ -237,6 +237,8 @@ pub struct Options {
     pub ready_timeout: Duration,
     /// More command-line flags, e.g. `--log.level=debug`.
     pub extra_args: Vec<String>,
+    /// Rule files it loads (`rule_files:`), evaluated every second.
+    pub rule_files: Vec<PathBuf>,
 }
 
 impl Default for Options {
@@ -245,6 +247,7 @@ impl Default for Options {
             scrape_targets: Vec::new(),
             ready_timeout: DEFAULT_READY_TIMEOUT,
             extra_args: Vec::new(),
+            rule_files: Vec::new(),
         }
     }
 }
@@ -289,8 +292,11 @@ impl Prometheus {
             .tempdir()
             .map_err(io("creating a temporary directory for Prometheus"))?;
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, config_yaml(&options.scrape_targets))
-            .map_err(io(format!("writing {}", config.display())))?;
+        std::fs::write(
+            &config,
+            config_yaml(&options.scrape_targets, &options.rule_files),
+        )
+        .map_err(io(format!("writing {}", config.display())))?;
         let port = free_port()?;
         let mut args = vec![
             format!("--config.file={}", config.display()),
@@ -650,8 +656,13 @@ fn free_port() -> Result<u16, Error> {
 }
 
 /// The configuration file: global defaults plus one job per target.
-fn config_yaml(targets: &[ScrapeTarget]) -> String {
+fn config_yaml(targets: &[ScrapeTarget], rule_files: &[PathBuf]) -> String {
     let mut yaml = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n");
+    let rule_files: Vec<String> = rule_files
+        .iter()
+        .map(|file| json_string(&file.to_string_lossy()))
+        .collect();
+    yaml.push_str(&format!("rule_files: [{}]\n", rule_files.join(", ")));
     yaml.push_str("scrape_configs:");
     if targets.is_empty() {
         yaml.push_str(" []\n");
@@ -719,12 +730,14 @@ mod tests {
 
     #[test]
     fn config_names_each_job_with_its_interval() {
-        let yaml = config_yaml(&[
-            ScrapeTarget::new("agent", "127.0.0.1:9100").every(Duration::from_millis(500))
-        ]);
+        let yaml = config_yaml(
+            &[ScrapeTarget::new("agent", "127.0.0.1:9100").every(Duration::from_millis(500))],
+            &[PathBuf::from("/rules/a.yaml")],
+        );
+        assert!(yaml.contains("rule_files: [\"/rules/a.yaml\"]\n"));
         assert!(yaml.contains("  - job_name: \"agent\"\n    scrape_interval: 500ms\n"));
         assert!(yaml.contains("targets: [\"127.0.0.1:9100\"]"));
-        assert!(config_yaml(&[]).ends_with("scrape_configs: []\n"));
+        assert!(config_yaml(&[], &[]).ends_with("scrape_configs: []\n"));
     }
 
     #[test]

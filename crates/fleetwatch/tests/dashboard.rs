@@ -1,0 +1,216 @@
+//! The Grafana dashboard under `deploy/grafana`: every panel's every query, run against the real
+//! Prometheus 2.42 fed by the real collector and agent on the lab (with the rules of
+//! `deploy/prometheus` loaded), parses and returns data. Panels that need the audit webhook say
+//! so in their description; their queries must parse here.
+
+// The test creates a DaemonSet and LISTs with the lab's admin client.
+#![allow(clippy::disallowed_types)]
+
+mod lab_collector;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fleetwatch_control_plane::populate::{PopulateSpec, from_json, node_name, populate};
+use fleetwatch_control_plane::testing;
+use fleetwatch_telemetry::testing::{self as prometheus, Prometheus, ScrapeTarget};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::{Value, json};
+
+const COLLECTOR_USER: &str = "fw-dashboard-collector";
+/// What a panel that needs the collector's audit webhook says first.
+const NEEDS_AUDIT: &str = "Needs the collector's audit webhook";
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+fn dashboard() -> Value {
+    let path = deploy().join("grafana/fleetwatch.json");
+    let text = std::fs::read_to_string(&path).expect("the dashboard");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A panel's title, whether it needs the audit webhook, and its queries.
+struct Panel {
+    title: String,
+    needs_audit: bool,
+    queries: Vec<String>,
+}
+
+fn panels(dashboard: &Value) -> Vec<Panel> {
+    let all = dashboard["panels"].as_array().expect("panels");
+    let ids: std::collections::BTreeSet<_> = all.iter().map(|p| p["id"].as_u64()).collect();
+    assert_eq!(ids.len(), all.len(), "panel ids are not unique");
+    all.iter()
+        .filter(|p| p["type"] != "row")
+        .map(|p| {
+            let title = p["title"].as_str().expect("a title").to_owned();
+            let queries: Vec<String> = p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| t["expr"].as_str().expect("an expr").to_owned())
+                .collect();
+            assert!(!queries.is_empty(), "panel {title:?} has no query");
+            let needs_audit = p["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with(NEEDS_AUDIT));
+            Panel {
+                title,
+                needs_audit,
+                queries,
+            }
+        })
+        .collect()
+}
+
+/// An agent process, killed when dropped.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The agent for one of the lab's nodes: the host's /proc and /sys, and DNS through servers
+/// that do not answer (its DNS series then say so). The lab has no kubelets.
+fn start_agent(node: &str, address: std::net::SocketAddr, log: &Path) -> Agent {
+    // Port 9 (discard) on two loopback addresses: the resolver and the cluster DNS must differ.
+    let child = Command::new(env!("CARGO_BIN_EXE_fleetwatch"))
+        .args([
+            "agent",
+            "--node-name",
+            node,
+            "--no-kubelet",
+            "--interval",
+            "2",
+        ])
+        .args(["--listen", &address.to_string(), "--dns-interval", "2"])
+        .args([
+            "--dns-resolver",
+            "127.0.0.1:9",
+            "--cluster-dns",
+            "127.0.0.2:9",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("a log file"))
+        .spawn()
+        .expect("start fleetwatch agent");
+    Agent(child)
+}
+
+/// Objects the object-state and rollout panels show: synthetic Ready nodes with Running pods,
+/// and a DaemonSet (the lab runs no controllers, so its status is the API server's defaults).
+async fn objects(admin: &kube::Client) {
+    populate(admin, &PopulateSpec::new(3, 2), &|_, _| {})
+        .await
+        .expect("synthetic nodes and pods");
+    let labels = json!({"app": "fw-dashboard"});
+    let daemon_set: DaemonSet = from_json(json!({
+        "metadata": {"name": "fw-dashboard", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels},
+                         "spec": {"containers": [{"name": "agent", "image": "fleetwatch:test"}]}},
+        },
+    }))
+    .expect("daemon set");
+    lab_collector::create(&Api::namespaced(admin.clone(), "default"), &daemon_set).await;
+}
+
+/// Namespace- and cluster-scoped LISTs, so the collector's window has their latencies.
+#[allow(clippy::disallowed_methods)] // the LIST panels need LISTs to show, a handful a second
+async fn list(admin: &kube::Client) {
+    let params = ListParams::default();
+    Api::<ConfigMap>::namespaced(admin.clone(), "default")
+        .list(&params)
+        .await
+        .expect("a namespace-scoped LIST");
+    Api::<ConfigMap>::all(admin.clone())
+        .list(&params)
+        .await
+        .expect("a cluster-scoped LIST");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_query_parses_and_returns_data_from_the_lab() {
+    let panels = panels(&dashboard());
+    let plane = testing::shared();
+    let admin = plane.admin_client().await.expect("an admin client");
+    lab_collector::grant_read_access(&admin, COLLECTOR_USER).await;
+    objects(&admin).await;
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let collector =
+        lab_collector::start(plane, COLLECTOR_USER, Duration::from_secs(30), dir.path());
+    let agent_address = lab_collector::free_address();
+    let _agent = start_agent(&node_name(0), agent_address, &dir.path().join("agent.log"));
+    let prometheus = Prometheus::start(prometheus::Options {
+        scrape_targets: vec![
+            ScrapeTarget::new("collector", collector.address.to_string())
+                .every(Duration::from_secs(2)),
+            ScrapeTarget::new("agent", agent_address.to_string()).every(Duration::from_secs(2)),
+        ],
+        rule_files: vec![deploy().join("prometheus/fleetwatch.rules.yaml")],
+        ..prometheus::Options::default()
+    })
+    .await
+    .expect("the real Prometheus");
+
+    // Each query until it returns data; a parse error fails at once.
+    let mut waiting: Vec<(&Panel, &String)> = panels
+        .iter()
+        .filter(|p| !p.needs_audit)
+        .flat_map(|p| p.queries.iter().map(move |q| (p, q)))
+        .collect();
+    let started = Instant::now();
+    while !waiting.is_empty() && started.elapsed() < DEADLINE {
+        list(&admin).await;
+        let mut still = Vec::new();
+        for (panel, query) in waiting {
+            match prometheus.query(query).await {
+                Ok(series) if !series.is_empty() => {}
+                Ok(_) => still.push((panel, query)),
+                Err(e) => panic!("panel {:?}: {query}: {e}", panel.title),
+            }
+        }
+        waiting = still;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let log = |name| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    let empty: Vec<String> = waiting
+        .iter()
+        .map(|(p, q)| format!("{:?}: {q}", p.title))
+        .collect();
+    assert!(
+        empty.is_empty(),
+        "no data within {DEADLINE:?} for:\n{}\ncollector log:\n{}\nagent log:\n{}",
+        empty.join("\n"),
+        log("collector.log"),
+        log("agent.log"),
+    );
+    eprintln!(
+        "{} panels returned data within {:?}",
+        panels.iter().filter(|p| !p.needs_audit).count(),
+        started.elapsed()
+    );
+
+    let audit: Vec<&Panel> = panels.iter().filter(|p| p.needs_audit).collect();
+    assert!(!audit.is_empty(), "no panel is marked {NEEDS_AUDIT:?}");
+    for panel in audit {
+        for query in &panel.queries {
+            prometheus
+                .query(query)
+                .await
+                .unwrap_or_else(|e| panic!("panel {:?}: {query}: {e}", panel.title));
+        }
+    }
+}
