@@ -20,10 +20,6 @@ use fleetwatch_telemetry::exposition::{Format, Readiness, render};
 use fleetwatch_telemetry::text;
 use k8s_openapi::api::core::v1::ConfigMap;
 use prometheus_client::registry::Registry;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    SanType,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -380,31 +376,12 @@ struct ReceiverTls {
 
 impl ReceiverTls {
     fn generate(dir: &Path) -> ReceiverTls {
-        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-        ca.distinguished_name
-            .push(DnType::CommonName, "audit-receiver-ca");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_key = KeyPair::generate().expect("key");
-        let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
-        let issuer = Issuer::new(ca, ca_key);
-        let mut serving = CertificateParams::new(Vec::<String>::new()).expect("params");
-        serving
-            .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        serving
-            .distinguished_name
-            .push(DnType::CommonName, "audit-receiver");
-        serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().expect("key");
-        let cert = serving.signed_by(&key, &issuer).expect("serving cert");
-        let (cert_path, key_path) = (dir.join("receiver.crt"), dir.join("receiver.key"));
-        std::fs::write(&cert_path, cert.pem()).expect("write");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write");
-        ReceiverTls {
-            ca_pem,
-            cert: cert_path,
-            key: key_path,
-        }
+        let (ca_pem, issued) =
+            fleetwatch_control_plane::pki::loopback_server("audit-receiver").expect("receiver TLS");
+        let (cert, key) = (dir.join("receiver.crt"), dir.join("receiver.key"));
+        std::fs::write(&cert, issued.cert_pem).expect("write");
+        std::fs::write(&key, issued.key_pem).expect("write");
+        ReceiverTls { ca_pem, cert, key }
     }
 
     fn config(&self, client_ca: PathBuf) -> AuditConfig {

@@ -119,15 +119,8 @@ impl Pki {
 
     /// The API server's serving certificate, valid for 127.0.0.1 and localhost.
     pub fn serving_cert(&self) -> Result<IssuedCert> {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.serving.issue(params)
+        self.serving
+            .issue(loopback_server_params("kube-apiserver")?)
     }
 
     /// A client certificate for `user` in `groups`: the API server authenticates it as that user.
@@ -142,6 +135,26 @@ impl Pki {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.client.issue(params)
     }
+}
+
+/// Parameters of a serving certificate for 127.0.0.1 and localhost.
+fn loopback_server_params(name: &str) -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    Ok(params)
+}
+
+/// A CA of its own (PEM) and a certificate it signed for a TLS server `name` on loopback: for
+/// a test's server that the API server calls, such as the audit webhook's receiver, whose CA the
+/// lab must be given before its own PKI exists.
+pub fn loopback_server(name: &str) -> Result<(String, IssuedCert)> {
+    let ca = Authority::generate(&format!("{name}-ca"))?;
+    let cert = ca.issue(loopback_server_params(name)?)?;
+    Ok((ca.cert_pem, cert))
 }
 
 /// The key pair that signs service-account tokens: (private PEM, public PEM).

@@ -1,7 +1,8 @@
 //! The Grafana dashboard under `deploy/grafana`: every panel's every query, run against the real
 //! Prometheus 2.42 fed by the real collector and agent on the lab (with the rules of
 //! `deploy/prometheus` loaded), parses and returns data. Panels that need the audit webhook say
-//! so in their description; their queries must parse here.
+//! so in their description: their queries must parse there, and return data on a lab whose API
+//! server audits to the collector.
 
 // The test creates a DaemonSet and LISTs with the lab's admin client.
 #![allow(clippy::disallowed_types)]
@@ -12,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fleetwatch_control_plane::pki;
+use fleetwatch_control_plane::plane::{AuditWebhook, LabOptions, METADATA_AUDIT_POLICY};
 use fleetwatch_control_plane::populate::{PopulateSpec, from_json, node_name, populate};
-use fleetwatch_control_plane::testing;
+use fleetwatch_control_plane::testing::{self, Dedicated};
 use fleetwatch_telemetry::testing::{self as prometheus, Prometheus, ScrapeTarget};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -140,40 +143,38 @@ async fn list(admin: &kube::Client) {
         .expect("a cluster-scoped LIST");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_panel_query_parses_and_returns_data_from_the_lab() {
-    let panels = panels(&dashboard());
-    let plane = testing::shared();
-    let admin = plane.admin_client().await.expect("an admin client");
-    lab_collector::grant_read_access(&admin, COLLECTOR_USER).await;
-    objects(&admin).await;
-
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let collector =
-        lab_collector::start(plane, COLLECTOR_USER, Duration::from_secs(30), dir.path());
-    let agent_address = lab_collector::free_address();
-    let _agent = start_agent(&node_name(0), agent_address, &dir.path().join("agent.log"));
-    let prometheus = Prometheus::start(prometheus::Options {
-        scrape_targets: vec![
-            ScrapeTarget::new("collector", collector.address.to_string())
-                .every(Duration::from_secs(2)),
-            ScrapeTarget::new("agent", agent_address.to_string()).every(Duration::from_secs(2)),
-        ],
+/// The real Prometheus scraping `targets` every 2 s, with fleetwatch's rules.
+async fn prometheus_for(targets: &[(&str, String)]) -> Prometheus {
+    Prometheus::start(prometheus::Options {
+        scrape_targets: targets
+            .iter()
+            .map(|(job, address)| {
+                ScrapeTarget::new(*job, address.clone()).every(Duration::from_secs(2))
+            })
+            .collect(),
         rule_files: vec![deploy().join("prometheus/fleetwatch.rules.yaml")],
         ..prometheus::Options::default()
     })
     .await
-    .expect("the real Prometheus");
+    .expect("the real Prometheus")
+}
 
-    // Each query until it returns data; a parse error fails at once.
+/// Runs each of `panels`' queries until it returns data, LISTing between rounds; panics at once
+/// on a query Prometheus refuses, and after [`DEADLINE`] naming the panels still without data
+/// (with the logs in `dir`).
+async fn wait_for_data(
+    prometheus: &Prometheus,
+    panels: &[&Panel],
+    admin: &kube::Client,
+    dir: &Path,
+) {
     let mut waiting: Vec<(&Panel, &String)> = panels
         .iter()
-        .filter(|p| !p.needs_audit)
-        .flat_map(|p| p.queries.iter().map(move |q| (p, q)))
+        .flat_map(|p| p.queries.iter().map(move |q| (*p, q)))
         .collect();
     let started = Instant::now();
     while !waiting.is_empty() && started.elapsed() < DEADLINE {
-        list(&admin).await;
+        list(admin).await;
         let mut still = Vec::new();
         for (panel, query) in waiting {
             match prometheus.query(query).await {
@@ -185,7 +186,7 @@ async fn every_panel_query_parses_and_returns_data_from_the_lab() {
         waiting = still;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let log = |name| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    let log = |name| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
     let empty: Vec<String> = waiting
         .iter()
         .map(|(p, q)| format!("{:?}: {q}", p.title))
@@ -199,10 +200,33 @@ async fn every_panel_query_parses_and_returns_data_from_the_lab() {
     );
     eprintln!(
         "{} panels returned data within {:?}",
-        panels.iter().filter(|p| !p.needs_audit).count(),
+        panels.len(),
         started.elapsed()
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_query_parses_and_returns_data_from_the_lab() {
+    let panels = panels(&dashboard());
+    let plane = testing::shared();
+    let admin = plane.admin_client().await.expect("an admin client");
+    lab_collector::grant_read_access(&admin, COLLECTOR_USER).await;
+    objects(&admin).await;
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let collector =
+        lab_collector::start(plane, COLLECTOR_USER, Duration::from_secs(30), dir.path());
+    let agent_address = lab_collector::free_address();
+    let _agent = start_agent(&node_name(0), agent_address, &dir.path().join("agent.log"));
+    let prometheus = prometheus_for(&[
+        ("collector", collector.address.to_string()),
+        ("agent", agent_address.to_string()),
+    ])
+    .await;
+    let plain: Vec<&Panel> = panels.iter().filter(|p| !p.needs_audit).collect();
+    wait_for_data(&prometheus, &plain, &admin, dir.path()).await;
+
+    // Without the webhook the audit panels are empty, but their queries must parse.
     let audit: Vec<&Panel> = panels.iter().filter(|p| p.needs_audit).collect();
     assert!(!audit.is_empty(), "no panel is marked {NEEDS_AUDIT:?}");
     for panel in audit {
@@ -213,4 +237,46 @@ async fn every_panel_query_parses_and_returns_data_from_the_lab() {
                 .unwrap_or_else(|e| panic!("panel {:?}: {query}: {e}", panel.title));
         }
     }
+}
+
+/// The panels marked as needing the audit webhook return data once it is on: a lab of the
+/// test's own whose API server audits to the collector's receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_panels_return_data_with_the_webhook_on() {
+    let panels = panels(&dashboard());
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (ca_pem, issued) = pki::loopback_server("fleetwatch-audit").expect("the receiver's TLS");
+    let (cert, key) = (dir.path().join("audit.crt"), dir.path().join("audit.key"));
+    std::fs::write(&cert, issued.cert_pem).expect("write the receiver's certificate");
+    std::fs::write(&key, issued.key_pem).expect("write the receiver's key");
+    // The port is chosen before the lab starts (its webhook kubeconfig names it); the API server
+    // retries batches until the collector listens.
+    let listen = lab_collector::free_address();
+    let mut options = LabOptions::new(dir.path().join("lab"));
+    options.audit_webhook = Some(AuditWebhook {
+        url: format!("https://{listen}/audit"),
+        ca_pem,
+        policy: METADATA_AUDIT_POLICY.to_owned(),
+    });
+    let plane = Dedicated::start(options)
+        .await
+        .expect("a lab with the audit webhook");
+    let admin = plane.admin_client().await.expect("an admin client");
+    lab_collector::grant_read_access(&admin, COLLECTOR_USER).await;
+    let audit = lab_collector::Audit {
+        listen,
+        cert,
+        key,
+        client_ca: plane.client_ca_file(),
+    };
+    let collector = lab_collector::start_with_audit(
+        &plane,
+        COLLECTOR_USER,
+        Duration::from_secs(30),
+        dir.path(),
+        Some(&audit),
+    );
+    let prometheus = prometheus_for(&[("collector", collector.address.to_string())]).await;
+    let audited: Vec<&Panel> = panels.iter().filter(|p| p.needs_audit).collect();
+    wait_for_data(&prometheus, &audited, &admin, dir.path()).await;
 }

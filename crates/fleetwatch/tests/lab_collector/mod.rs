@@ -65,10 +65,30 @@ pub async fn grant_read_access(admin: &kube::Client, user: &str) {
     create(&Api::all(admin.clone()), &binding).await;
 }
 
+/// The collector's audit webhook receiver: where it listens and its TLS files.
+pub struct Audit {
+    pub listen: SocketAddr,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// The CA of the client certificates it accepts (the API server's).
+    pub client_ca: std::path::PathBuf,
+}
+
 /// Starts the collector as `user` (granted with [`grant_read_access`]), without leader election,
 /// reading every replica of `plane` each 5 s over a `window`; its config and `collector.log`
 /// are in `dir`.
 pub fn start(plane: &ControlPlane, user: &str, window: Duration, dir: &Path) -> Collector {
+    start_with_audit(plane, user, window, dir, None)
+}
+
+/// [`start`], with the audit webhook receiver on when `audit` is given.
+pub fn start_with_audit(
+    plane: &ControlPlane,
+    user: &str,
+    window: Duration,
+    dir: &Path,
+    audit: Option<&Audit>,
+) -> Collector {
     let kubeconfig = plane
         .kubeconfig_for(user, &[])
         .expect("the collector's kubeconfig");
@@ -89,11 +109,23 @@ pub fn start(plane: &ControlPlane, user: &str, window: Duration, dir: &Path) -> 
     )
     .expect("write the collector's config");
     let address = free_address();
-    let child = Command::new(env!("CARGO_BIN_EXE_fleetwatch"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetwatch"));
+    command
         .args(["collector", "--kubeconfig"])
         .arg(&kubeconfig)
         .args(["--listen", &address.to_string(), "--config"])
-        .arg(&config)
+        .arg(&config);
+    if let Some(audit) = audit {
+        command
+            .args(["--audit-listen", &audit.listen.to_string()])
+            .arg("--audit-tls-cert")
+            .arg(&audit.cert)
+            .arg("--audit-tls-key")
+            .arg(&audit.key)
+            .arg("--audit-client-ca")
+            .arg(&audit.client_ca);
+    }
+    let child = command
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("collector.log")).expect("a log file"))
         .spawn()
