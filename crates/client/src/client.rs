@@ -22,6 +22,7 @@ use crate::connect::{self, Endpoint, Source};
 use crate::error::{Error, Result, chain};
 use crate::failure::{self, Failure};
 use crate::informer::{self, Informer, Open, Upstream, Watch};
+use crate::objects::ObjectWriter;
 use crate::priority::Priority;
 use crate::settings::Settings;
 use crate::stack::Stack;
@@ -311,6 +312,12 @@ impl Client {
             self.server(),
             &self.inner.stack.settings().component,
         )
+    }
+
+    /// A writer of objects of any kind, applying as `field_manager` (a rollout's
+    /// `fleetwatch-rollout`, say), at this client's priority.
+    pub fn object_writer(&self, field_manager: &str) -> ObjectWriter {
+        ObjectWriter::new(self.kube(), self.server(), field_manager)
     }
 
     /// An informer of full `K` objects, each stored as `project(&object)`. The whole object

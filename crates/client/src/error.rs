@@ -52,6 +52,9 @@ pub enum Error {
         message: String,
     },
 
+    #[error("{object}: {reason}")]
+    InvalidObject { object: String, reason: String },
+
     #[error("{verb} {resource} on {server}: {reason}")]
     Request {
         server: String,

@@ -4,7 +4,8 @@
 //! Start with [`Client::connect`]: it reads a kubeconfig (or the in-cluster configuration),
 //! builds the guard-rail stack around kube's HTTP client and checks that the server answers.
 //! From a [`Client`] a component gets [`Informer`]s (the only read API: list once from the watch
-//! cache, then watch), a [`Writer`] for the few writes it makes, and [`Client::scrape`] for the
+//! cache, then watch), a [`Writer`] for the few writes it makes, an [`ObjectWriter`] for objects
+//! whose kinds are known only at run time (a rollout's manifests), and [`Client::scrape`] for the
 //! API server's own non-resource endpoints (`/metrics`, `/readyz`, …).
 //!
 //! Owns: construction of `kube::Client` ([`connect`](mod@connect), [`client`]); the tower stack
@@ -53,6 +54,9 @@ pub mod lease;
 #[allow(clippy::disallowed_types)]
 pub mod informer;
 pub mod metrics;
+// Dynamic objects need kube's discovery, which takes the budgeted `kube::Client`.
+#[allow(clippy::disallowed_types)]
+pub mod objects;
 pub mod priority;
 pub mod request_info;
 pub mod retry;
@@ -71,6 +75,7 @@ pub use connect::Source;
 pub use error::{Error, Result};
 pub use informer::{Informer, InformerStats, Relists, Watch};
 pub use lease::{Leadership, LeaseSettings};
+pub use objects::{Mode, ObjectWriter};
 pub use priority::Priority;
 pub use settings::{Concurrency, MAX_BACKOFF, MAX_CEILING_WAIT, MIN_BACKOFF, MIN_QPS, Settings};
 pub use store::{ObjectKey, Store};
