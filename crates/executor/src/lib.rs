@@ -1,0 +1,25 @@
+//! The guarded rollout executor: carries the rollout engine's decisions out on real clusters.
+//!
+//! Owns: reading a change (a directory of manifests) and refusing one it cannot roll out safely;
+//! admitting a wave (node labels `rollout.fleetwatch.dev/<change>=<wave>` and the node affinity
+//! that keeps the change's DaemonSet on admitted nodes, since a DaemonSet has no partition or
+//! pause of its own); the quarantine lane that routes the change's API traffic to a priority
+//! level of its own; and the run's journal, written so a crash never leaves half a state.
+//! Must not: decide anything about the rollout — which clusters, fractions, bakes, halts — which
+//! is `fleetwatch-rollout`'s engine, shared with the simulator; nor talk to an API server but
+//! through the budgeted client (`fleetwatch-client`).
+//!
+//! - [`change`]: the manifests, validated, in apply order, with file, line and column errors;
+//! - [`admission`]: which nodes a node fraction admits (stable, so a resumed run picks the same)
+//!   and the DaemonSet's admission affinity;
+//! - [`quarantine`]: the change's own FlowSchema and priority level;
+//! - [`journal`]: atomic, durable writes of the run's state.
+//!
+//! The modules are leaves but for `quarantine`, which takes the change's service account from
+//! `change`. Still to come (issue 13): the loop that carries the engine's actions out and
+//! observes the clusters, the fleet file, and the `fleetwatch rollout` commands.
+
+pub mod admission;
+pub mod change;
+pub mod journal;
+pub mod quarantine;
