@@ -1,15 +1,16 @@
 //! The pinned control-plane binaries, built from Go modules into a per-version cache outside the
 //! repo (`$FLEETWATCH_CACHE`, default `~/.cache/fleetwatch`) and reused while present.
 //!
-//! The Go wrapper modules live in `tools/control-plane/`, `tools/kube-state-metrics/` and
-//! `tools/helm/` and are compiled into this crate, so the `fleetwatch` binary can build them from any directory. Why
+//! The Go wrapper modules live in `tools/control-plane/`, `tools/kube-state-metrics/`,
+//! `tools/helm/` and `tools/kwok/` and are compiled into this crate, so the `fleetwatch` binary can build them from any directory. Why
 //! wrappers at all: `go install k8s.io/kubernetes/cmd/kube-apiserver@v1.37.2` is refused because
 //! k8s.io/kubernetes replaces its staging modules with local paths; the wrapper points each at its
 //! release. `go install k8s.io/kube-state-metrics/v2@v2.20.0` is refused too (the proxy does not
 //! list its versions); a wrapper requiring the exact version resolves.
 //!
-//! kube-state-metrics and Helm are not part of the control plane: they are [`Tool`]s, built only
-//! when asked for.
+//! kube-state-metrics, Helm and kwok are not part of the control plane: they are [`Tool`]s, built
+//! only when asked for. kube-scheduler is part of a release but built for a lab only when the lab
+//! runs it (see [`Binaries::ensure`]).
 
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
@@ -27,9 +28,11 @@ pub const ETCD_VERSION: &str = DEFAULT_RELEASE.etcd;
 pub const KUBE_STATE_METRICS_VERSION: &str = "v2.20.0";
 /// The Helm release that lints and renders the chart.
 pub const HELM_VERSION: &str = "v4.3.2";
+/// The kwok release that plays kubelet for the lab's fake nodes.
+pub const KWOK_VERSION: &str = "v0.8.0";
 
-/// A Kubernetes release the lab can run: its kube-apiserver and kube-controller-manager, and the
-/// etcd it was released with (kubeadm's `DefaultEtcdVersion` in that release's source).
+/// A Kubernetes release the lab can run: its kube-apiserver, kube-controller-manager and
+/// kube-scheduler, and the etcd it was released with (kubeadm's `DefaultEtcdVersion` in that release's source).
 #[derive(Debug)]
 pub struct Release {
     /// `v1.37.2`.
@@ -126,7 +129,11 @@ const KUBERNETES_COMMANDS: &[(&str, &str)] = &[
         "kube-controller-manager",
         "k8s.io/kubernetes/cmd/kube-controller-manager",
     ),
+    (KUBE_SCHEDULER, "k8s.io/kubernetes/cmd/kube-scheduler"),
 ];
+
+/// Built only for labs that run it (or by `lab build`): a lab without it never waits for it.
+const KUBE_SCHEDULER: &str = "kube-scheduler";
 
 const ETCD_COMMANDS: &[(&str, &str)] = &[("etcd", "go.etcd.io/etcd/server/v3")];
 
@@ -167,23 +174,38 @@ const HELM: GoModule = GoModule {
               -X helm.sh/helm/v4/internal/version.metadata=",
 };
 
+const KWOK: GoModule = GoModule {
+    name: "kwok",
+    version: KWOK_VERSION,
+    go_mod: include_str!("../../../tools/kwok/go.mod"),
+    go_sum: include_str!("../../../tools/kwok/go.sum"),
+    commands: &[("kwok", "sigs.k8s.io/kwok/cmd/kwok")],
+    // What its Makefile sets (`VERSION` from the git tag, `KubeVersion` from the first line of its
+    // supported_releases.txt), so `kwok --version` and its User-Agent say what it is.
+    ldflags: "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v0.8.0 \
+              -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=v1.36.1",
+};
+
 /// A tool built from Go modules only when asked for, so starting a lab never waits for it:
-/// kube-state-metrics, the compatibility oracle for the collector's object-state families, and
-/// Helm, which lints and renders the chart under `deploy/helm/`.
+/// kube-state-metrics, the compatibility oracle for the collector's object-state families;
+/// Helm, which lints and renders the chart under `deploy/helm/`; and kwok, which a lab runs
+/// with [`LabOptions::kwok`](crate::LabOptions::kwok) to play kubelet for fake nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
     KubeStateMetrics,
     Helm,
+    Kwok,
 }
 
 impl Tool {
     /// Every tool, in the order `lab build` builds them.
-    pub const ALL: [Tool; 2] = [Tool::KubeStateMetrics, Tool::Helm];
+    pub const ALL: [Tool; 3] = [Tool::KubeStateMetrics, Tool::Helm, Tool::Kwok];
 
     fn module(self) -> &'static GoModule {
         match self {
             Tool::KubeStateMetrics => &KUBE_STATE_METRICS,
             Tool::Helm => &HELM,
+            Tool::Kwok => &KWOK,
         }
     }
 
@@ -207,7 +229,7 @@ impl Tool {
         }
         fs::create_dir_all(cache).map_err(Error::io("creating the cache directory", cache))?;
         let _lock = lock(&cache.join(".build.lock"))?;
-        self.module().build_missing(cache, on_step)?;
+        self.module().build_missing(cache, &[], on_step)?;
         Ok(wanted)
     }
 }
@@ -218,6 +240,8 @@ pub struct Binaries {
     pub etcd: PathBuf,
     pub kube_apiserver: PathBuf,
     pub kube_controller_manager: PathBuf,
+    /// Present only once a lab that runs it, or `lab build`, has built it.
+    pub kube_scheduler: PathBuf,
 }
 
 /// `$FLEETWATCH_CACHE`, else `~/.cache/fleetwatch`.
@@ -237,33 +261,44 @@ impl Binaries {
             etcd: release.etcd_module.bin_dir(cache).join("etcd"),
             kube_apiserver: k8s.join("kube-apiserver"),
             kube_controller_manager: k8s.join("kube-controller-manager"),
+            kube_scheduler: k8s.join(KUBE_SCHEDULER),
         }
     }
 
-    /// Returns `release`'s cached binaries, building whichever are missing first. Building takes many
-    /// minutes and a few GiB of memory on two cores the first time; `on_step` hears each step.
-    /// Concurrent callers (several test binaries, `lab up`) wait for one another on a lock file.
-    pub fn ensure(cache: &Path, release: &Release, on_step: &mut dyn FnMut(&str)) -> Result<Self> {
+    /// Returns `release`'s cached binaries, building whichever are missing first (kube-scheduler
+    /// only `with_scheduler`). Building takes many minutes and a few GiB of memory on two cores
+    /// the first time; `on_step` hears each step. Concurrent callers (several test binaries,
+    /// `lab up`) wait for one another on a lock file.
+    pub fn ensure(
+        cache: &Path,
+        release: &Release,
+        with_scheduler: bool,
+        on_step: &mut dyn FnMut(&str),
+    ) -> Result<Self> {
         let wanted = Self::in_cache(cache, release);
-        if wanted.all_present() {
+        let mut needed = vec![
+            &wanted.etcd,
+            &wanted.kube_apiserver,
+            &wanted.kube_controller_manager,
+        ];
+        if with_scheduler {
+            needed.push(&wanted.kube_scheduler);
+        }
+        if needed.iter().all(|p| p.is_file()) {
             return Ok(wanted);
         }
         fs::create_dir_all(cache).map_err(Error::io("creating the cache directory", cache))?;
         let _lock = lock(&cache.join(".build.lock"))?;
-        for module in [&release.etcd_module, &release.kubernetes_module] {
-            module.build_missing(cache, on_step)?;
-        }
+        let skip: &[&str] = if with_scheduler {
+            &[]
+        } else {
+            &[KUBE_SCHEDULER]
+        };
+        release.etcd_module.build_missing(cache, &[], on_step)?;
+        release
+            .kubernetes_module
+            .build_missing(cache, skip, on_step)?;
         Ok(wanted)
-    }
-
-    fn all_present(&self) -> bool {
-        [
-            &self.etcd,
-            &self.kube_apiserver,
-            &self.kube_controller_manager,
-        ]
-        .iter()
-        .all(|p| p.is_file())
     }
 }
 
@@ -274,12 +309,18 @@ impl GoModule {
             .join(format!("{}-{}", self.name, self.version))
     }
 
-    fn build_missing(&self, cache: &Path, on_step: &mut dyn FnMut(&str)) -> Result<()> {
+    /// Builds the commands whose binaries are missing, except those named in `skip`.
+    fn build_missing(
+        &self,
+        cache: &Path,
+        skip: &[&str],
+        on_step: &mut dyn FnMut(&str),
+    ) -> Result<()> {
         let bin_dir = self.bin_dir(cache);
         let missing: Vec<_> = self
             .commands
             .iter()
-            .filter(|(file, _)| !bin_dir.join(file).is_file())
+            .filter(|(file, _)| !skip.contains(file) && !bin_dir.join(file).is_file())
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -415,6 +456,11 @@ mod tests {
             old.kube_apiserver,
             Path::new("/cache/bin/kubernetes-v1.30.14/kube-apiserver")
         );
+        // kube-scheduler comes from the same wrapper module as the API server.
+        assert_eq!(
+            new.kube_scheduler,
+            Path::new("/cache/bin/kubernetes-v1.37.2/kube-scheduler")
+        );
         // The version each build stamps into its binaries is its own.
         for release in RELEASES {
             let ldflags = release.kubernetes_module.ldflags;
@@ -448,6 +494,7 @@ mod tests {
         for (tool, module) in [
             (Tool::KubeStateMetrics, "k8s.io/kube-state-metrics/v2"),
             (Tool::Helm, "helm.sh/helm/v4"),
+            (Tool::Kwok, "sigs.k8s.io/kwok"),
         ] {
             let built = tool.module();
             let version = tool.version();
@@ -464,6 +511,10 @@ mod tests {
         assert_eq!(
             Tool::Helm.in_cache(Path::new("/cache")),
             Path::new("/cache/bin/helm-v4.3.2/helm")
+        );
+        assert_eq!(
+            Tool::Kwok.in_cache(Path::new("/cache")),
+            Path::new("/cache/bin/kwok-v0.8.0/kwok")
         );
     }
 }

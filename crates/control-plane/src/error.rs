@@ -82,6 +82,8 @@ pub enum Error {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("{file}, compiled into fleetwatch, does not parse: {reason}")]
+    Embedded { file: &'static str, reason: String },
     #[error("building a synthetic object: {0}")]
     Synthetic(#[source] serde_json::Error),
     #[error("{what}: the task panicked or was cancelled: {reason}")]

@@ -1,6 +1,7 @@
 //! A real Kubernetes control plane on loopback — etcd, kube-apiserver and optionally
-//! kube-controller-manager — for fleetwatch's tests and the `fleetwatch lab` commands. The same
-//! idea as controller-runtime's envtest.
+//! kube-controller-manager, and kube-scheduler with kwok playing kubelet for fake nodes — for
+//! fleetwatch's tests and the `fleetwatch lab` commands. The same idea as controller-runtime's
+//! envtest.
 //!
 //! Start with [`ControlPlane::start`] (what `fleetwatch lab up` runs) or, in tests,
 //! [`testing::shared`], which gives every test in a binary the same control plane and stops it

@@ -117,10 +117,10 @@ impl Pki {
         })
     }
 
-    /// The API server's serving certificate, valid for 127.0.0.1 and localhost.
-    pub fn serving_cert(&self) -> Result<IssuedCert> {
-        self.serving
-            .issue(loopback_server_params("kube-apiserver")?)
+    /// A serving certificate for `name` (kube-apiserver, kube-scheduler) from the serving CA,
+    /// valid for 127.0.0.1 and localhost, so lab clients can verify it.
+    pub fn serving_cert(&self, name: &str) -> Result<IssuedCert> {
+        self.serving.issue(loopback_server_params(name)?)
     }
 
     /// A client certificate for `user` in `groups`: the API server authenticates it as that user.

@@ -2,6 +2,10 @@
 //! them with labels, owner references (real ReplicaSets), 1–3 containers with resources and a
 //! Running status — what a list or watch of a real cluster's pods costs to serve.
 //!
+//! With [`PopulateSpec::kwok`] the nodes are kwok's instead (see [`crate::plane::kwok`]): they
+//! register like a kubelet (capacity, addresses, no conditions) and kwok reports them Ready and
+//! keeps their Leases fresh, so the scheduler and the DaemonSet controller treat them as real.
+//!
 //! Objects are made deterministically from their index, so two labs of the same size hold the
 //! same objects. Requests run with bounded concurrency; pods need two each (create, then
 //! `status`, which create ignores).
@@ -16,6 +20,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::error::Result;
+use crate::plane::kwok;
 
 /// Pods per synthetic ReplicaSet, and at most this many pods per namespace.
 const PODS_PER_REPLICASET: usize = 10;
@@ -31,6 +36,9 @@ pub struct PopulateSpec {
     pub first_node: usize,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// Make the nodes kwok's (annotated [`kwok::NODE_ANNOTATION`], labelled [`KWOK_NODE_LABEL`],
+    /// no taints), for a lab started with [`LabOptions::kwok`](crate::LabOptions::kwok).
+    pub kwok: bool,
 }
 
 impl PopulateSpec {
@@ -40,6 +48,7 @@ impl PopulateSpec {
             pods_per_node,
             first_node: 0,
             concurrency: 64,
+            kwok: false,
         }
     }
 
@@ -79,6 +88,8 @@ impl PopulateSpec {
 
 /// Label every synthetic object carries, for selecting or cleaning them.
 pub const SYNTHETIC_LABEL: &str = "fleetwatch.dev/synthetic";
+/// Label (key, value) of kwok's nodes, for selecting them.
+pub const KWOK_NODE_LABEL: (&str, &str) = ("type", "kwok");
 
 /// Creates the objects of `spec`; `on_progress(done, total)` hears each created object.
 pub async fn populate(
@@ -99,20 +110,25 @@ pub async fn populate(
     create_each(
         &namespaces,
         spec.new_namespaces(),
-        namespace,
+        &namespace,
         spec.concurrency,
         &tick,
     )
     .await?;
     let nodes: Api<Node> = Api::all(client.clone());
+    let new_nodes = spec.first_node.min(spec.nodes)..spec.nodes;
+    let kwok = spec.kwok;
     create_each(
         &nodes,
-        spec.first_node.min(spec.nodes)..spec.nodes,
-        node,
+        new_nodes.clone(),
+        &|i| node(i, kwok),
         spec.concurrency,
         &tick,
     )
     .await?;
+    if kwok {
+        lift_not_ready_taints(&nodes, new_nodes, spec.concurrency).await?;
+    }
 
     let new_pods = spec.new_pods();
     let replica_sets = spec.new_replica_sets();
@@ -184,11 +200,33 @@ fn namespace_of(rs: usize) -> String {
     namespace_name(rs * PODS_PER_REPLICASET / PODS_PER_NAMESPACE)
 }
 
+/// The TaintNodesByCondition admission plugin gives every new node
+/// `node.kubernetes.io/not-ready:NoSchedule`, and in a cluster the node lifecycle controller lifts
+/// it once the node is Ready. The lab runs without that controller (see `recipes`), so kwok's
+/// nodes have it lifted here, or nothing would be scheduled onto them.
+async fn lift_not_ready_taints(
+    nodes: &Api<Node>,
+    items: Range<usize>,
+    concurrency: usize,
+) -> Result<()> {
+    let untainted = Patch::Merge(json!({"spec": {"taints": null}}));
+    run(items, concurrency, |i| {
+        let untainted = &untainted;
+        async move {
+            nodes
+                .patch(&node_name(i), &PatchParams::default(), untainted)
+                .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
 /// Creates `make(i)` for every `i` in `items` through `api`.
 async fn create_each<K>(
     api: &Api<K>,
     items: std::ops::Range<usize>,
-    make: fn(usize) -> Value,
+    make: &(dyn Fn(usize) -> Value + Sync),
     concurrency: usize,
     tick: &(dyn Fn() + Sync),
 ) -> Result<()>
@@ -238,14 +276,16 @@ fn namespace(i: usize) -> Value {
 const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 const APPS: [&str; 6] = ["api", "web", "worker", "cache", "ingest", "batch"];
 
-fn node(i: usize) -> Value {
+/// Node `i`; a `kwok` node carries kwok's annotation and label and registers without
+/// conditions, which kwok's node-initialize stage then reports.
+fn node(i: usize, kwok: bool) -> Value {
     let name = node_name(i);
     let now = now();
     let condition = |kind: &str, status: &str, reason: &str| {
         json!({"type": kind, "status": status, "reason": reason, "message": reason,
                "lastHeartbeatTime": now, "lastTransitionTime": now})
     };
-    json!({
+    let mut node = json!({
         "metadata": {"name": name, "labels": {
             SYNTHETIC_LABEL: "true",
             "kubernetes.io/hostname": name,
@@ -279,7 +319,17 @@ fn node(i: usize) -> Value {
                 "kubeProxyVersion": crate::KUBERNETES_VERSION, "operatingSystem": "linux", "architecture": "amd64",
             },
         },
-    })
+    });
+    if kwok {
+        let (key, value) = kwok::NODE_ANNOTATION;
+        node["metadata"]["annotations"] = json!({key: value});
+        let (key, value) = KWOK_NODE_LABEL;
+        node["metadata"]["labels"][key] = json!(value);
+        if let Some(status) = node["status"].as_object_mut() {
+            status.remove("conditions");
+        }
+    }
+    node
 }
 
 fn replica_set(rs: usize, replicas: usize) -> Value {
@@ -428,6 +478,27 @@ mod tests {
             first_node: from,
             ..PopulateSpec::new(to, pods_per_node)
         }
+    }
+
+    #[test]
+    fn a_kwok_node_is_kwoks_and_registers_without_conditions() {
+        let kwok: Node = from_json(node(3, true)).expect("a node");
+        let (key, value) = kwok::NODE_ANNOTATION;
+        let annotations = kwok.metadata.annotations.expect("annotations");
+        assert_eq!(annotations.get(key).map(String::as_str), Some(value));
+        let labels = kwok.metadata.labels.expect("labels");
+        assert_eq!(
+            labels.get(KWOK_NODE_LABEL.0).map(String::as_str),
+            Some(KWOK_NODE_LABEL.1)
+        );
+        let status = kwok.status.expect("status");
+        assert!(status.conditions.is_none(), "kwok reports them");
+        let pods = status.allocatable.and_then(|a| a.get("pods").cloned());
+        assert_eq!(pods.map(|q| q.0), Some("110".to_owned()));
+
+        let plain: Node = from_json(node(3, false)).expect("a node");
+        assert!(plain.metadata.annotations.is_none());
+        assert!(plain.status.and_then(|s| s.conditions).is_some());
     }
 
     proptest! {

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 /// The marker file that makes a directory a lab directory.
 pub const MARKER: &str = ".fleetwatch-lab";
 /// Every entry the lab creates in its directory, besides the marker; nothing else is deleted.
-const OWNED: [&str; 7] = [
+const OWNED: [&str; 8] = [
     "state.json",
     "pki",
     "etcd",
@@ -27,6 +27,7 @@ const OWNED: [&str; 7] = [
     "users",
     "kubeconfig",
     "audit",
+    "kwok",
 ];
 
 /// What the marker records.
@@ -72,6 +73,10 @@ impl LabDir {
     /// The audit policy and webhook kubeconfig, when the API server audits to a webhook.
     pub(crate) fn audit(&self) -> PathBuf {
         self.root.join("audit")
+    }
+    /// kwok's Stage files, when the lab runs kwok.
+    pub(crate) fn kwok(&self) -> PathBuf {
+        self.root.join("kwok")
     }
     fn marker(&self) -> PathBuf {
         self.root.join(MARKER)

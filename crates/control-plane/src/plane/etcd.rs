@@ -1,10 +1,7 @@
 //! The lab's etcd over its HTTP gateway on loopback: health during start-up and compaction for
-//! fault injection. Written by hand because these are a few requests to a local process; pulling
-//! an HTTP client in for them would cost more than these lines.
+//! fault injection, over [`launch::exchange`](super::launch::exchange).
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
+use super::launch::exchange;
 use crate::error::{Error, Result};
 
 /// Whether etcd at `addr` (`127.0.0.1:<port>`) answers `/health` with `"health":"true"`.
@@ -58,13 +55,4 @@ async fn post(addr: &str, path: &'static str, body: &str) -> Result<serde_json::
         return Err(fail(status.to_owned()));
     }
     serde_json::from_str(json).map_err(|e| fail(e.to_string()))
-}
-
-/// One HTTP/1.0 request; the whole response (the server closes the connection).
-async fn exchange(addr: &str, request: &str) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    Ok(response)
 }

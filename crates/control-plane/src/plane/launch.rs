@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 use crate::error::{Error, Result};
 use crate::process::{log_tail, lost_port_race};
 
@@ -83,4 +86,26 @@ pub(crate) async fn wait_until(
         }
         tokio::time::sleep(CHECK_EVERY).await;
     }
+}
+
+/// One plain HTTP/1.0 request to a process on loopback (etcd's gateway, kwok's `/healthz`);
+/// the whole response (the server closes the connection). Written by hand because these are a
+/// few requests to local processes; pulling an HTTP client in for them would cost more than
+/// these lines.
+pub(crate) async fn exchange(addr: &str, request: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
+}
+
+/// Whether `GET path` at `addr` (`127.0.0.1:<port>`) answers 200 with the body `ok`.
+pub(crate) async fn answers_ok(addr: &str, path: &str) -> bool {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    exchange(addr, &request).await.is_ok_and(|response| {
+        response.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+            head.split(' ').nth(1) == Some("200") && body.trim() == "ok"
+        })
+    })
 }

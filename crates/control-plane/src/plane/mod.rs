@@ -1,16 +1,18 @@
-//! One lab control plane: etcd, kube-apiserver and optionally kube-controller-manager on loopback,
-//! with generated certificates, RBAC, and an admin user in `system:masters`.
+//! One lab control plane: etcd, kube-apiserver and optionally kube-controller-manager, and
+//! kube-scheduler with kwok for fake nodes ([`kwok`]), on loopback, with generated certificates,
+//! RBAC, and an admin user in `system:masters`.
 //!
 //! Its directory ([`dir`]) holds everything it made: a marker, `state.json` (the processes it
 //! started, written as each one starts so a crash leaves a record), `pki/`, `etcd/`, `logs/`,
-//! `users/` and `kubeconfig`. The processes' command lines are in [`recipes`], how they are
-//! started and awaited in [`launch`], more API server replicas in [`replicas`], fault injection
-//! for tests in [`faults`].
+//! `users/`, `kubeconfig` and, with kwok, `kwok/` (its Stages). The processes' command lines are
+//! in [`recipes`], how they are started and awaited in [`launch`], more API server replicas in
+//! [`replicas`], fault injection for tests in [`faults`].
 
 pub mod dir;
 mod etcd;
 mod faults;
 pub mod kubeconfig;
+pub mod kwok;
 mod launch;
 mod recipes;
 mod replicas;
@@ -25,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use self::dir::LabDir;
 use self::kubeconfig::{UserFiles, config_from};
 use self::launch::{Launch, on_free_ports, wait_until};
-use crate::binaries::{Binaries, DEFAULT_RELEASE, Release, cache_dir};
+use crate::binaries::{Binaries, DEFAULT_RELEASE, Release, Tool, cache_dir};
 use crate::error::{Error, Result};
 use crate::pki::{Pki, service_account_keys};
 use crate::process::{Recorded, free_port, spawn};
@@ -65,6 +67,10 @@ pub struct LabOptions {
     /// More kube-apiserver replicas on the same etcd, up to [`MAX_EXTRA_APISERVERS`] (see
     /// [`replicas`](self::replicas) for what changes with more than one).
     pub extra_apiservers: usize,
+    /// Also run kube-scheduler and kwok, which plays kubelet for nodes annotated
+    /// `kwok.x-k8s.io/node=fake` (see [`kwok`]; create them with
+    /// [`PopulateSpec::kwok`](crate::PopulateSpec::kwok)). Both are built on first use.
+    pub kwok: bool,
 }
 
 impl LabOptions {
@@ -80,6 +86,7 @@ impl LabOptions {
             audit_webhook: None,
             audit_log: false,
             extra_apiservers: 0,
+            kwok: false,
         }
     }
 }
@@ -168,9 +175,14 @@ impl ControlPlane {
             stop_recorded(&old.processes).await;
         })
         .await?;
-        let (cache, release) = (options.cache.clone(), options.release);
-        let binaries = tokio::task::spawn_blocking(move || {
-            Binaries::ensure(&cache, release, &mut |step| tracing::info!("{step}"))
+        let (cache, release, kwok) = (options.cache.clone(), options.release, options.kwok);
+        let (binaries, kwok) = tokio::task::spawn_blocking(move || {
+            let on_step = &mut |step: &str| tracing::info!("{step}");
+            let binaries = Binaries::ensure(&cache, release, kwok, on_step)?;
+            let kwok = kwok
+                .then(|| Tool::Kwok.ensure(&cache, on_step))
+                .transpose()?;
+            Ok::<_, Error>((binaries, kwok))
         })
         .await
         .map_err(|e| Error::Task {
@@ -187,7 +199,9 @@ impl ControlPlane {
             apiserver: Mutex::default(),
             replicas: Mutex::default(),
         };
-        let started = plane.start_processes(&binaries, &options).await;
+        let started = plane
+            .start_processes(&binaries, kwok.as_deref(), &options)
+            .await;
         if let Err(e) = &started {
             tracing::debug!("start-up failed, stopping what started: {e}");
             if let Err(stop) = plane.stop().await {
@@ -221,7 +235,13 @@ impl ControlPlane {
         })
     }
 
-    async fn start_processes(&self, binaries: &Binaries, options: &LabOptions) -> Result<()> {
+    /// `kwok`: kwok's binary, when the lab runs it (and kube-scheduler).
+    async fn start_processes(
+        &self,
+        binaries: &Binaries,
+        kwok: Option<&Path>,
+        options: &LabOptions,
+    ) -> Result<()> {
         self.write_pki()?;
         self.start_etcd(binaries, options).await?;
         self.start_apiserver(binaries, options).await?;
@@ -229,12 +249,16 @@ impl ControlPlane {
         if options.controllers {
             self.start_controller_manager(binaries, options).await?;
         }
+        if let Some(kwok) = kwok {
+            self.start_scheduler(binaries, options).await?;
+            self.start_kwok(kwok, options).await?;
+        }
         Ok(())
     }
 
     fn write_pki(&self) -> Result<()> {
         let pki = self.dir.pki();
-        let serving = self.pki.serving_cert()?;
+        let serving = self.pki.serving_cert("kube-apiserver")?;
         let (sa_key, sa_pub) = service_account_keys()?;
         let authorities = self.pki.files().map(|(name, pem)| (pki.join(name), pem));
         dir::write_private(&authorities)?;
@@ -365,6 +389,19 @@ impl ControlPlane {
         self.run(launch, async || readyz(&client).await).await
     }
 
+    /// Starts a process as `launch` says and waits until `/readyz` at `url` answers ok, asked
+    /// as the admin: an API server replica, or kube-scheduler (the lab's serving CA signed its
+    /// certificate too).
+    async fn run_until_readyz(&self, launch: &Launch, url: &str) -> Result<()> {
+        let mut config = self.admin_config().await?;
+        config.cluster_url = url.parse().map_err(|e| Error::Kubeconfig {
+            path: self.kubeconfig(),
+            reason: format!("{} URL {url}: {e}", launch.name),
+        })?;
+        let client = lab_client(config)?;
+        self.run(launch, async || readyz(&client).await).await
+    }
+
     /// Starts a process, records it in the state file before anything else can fail, and waits
     /// until `ready`.
     async fn run(&self, launch: &Launch, ready: impl AsyncFnMut() -> bool) -> Result<()> {
@@ -451,7 +488,8 @@ impl ControlPlane {
     }
 
     /// The pid of one of the lab's processes by name (`etcd`, `kube-apiserver`,
-    /// `kube-controller-manager`); it changes when a process is restarted.
+    /// `kube-controller-manager`, `kube-scheduler`, `kwok`); it changes when a process is
+    /// restarted.
     pub fn pid(&self, name: &str) -> Option<u32> {
         self.process(name).map(|p| p.pid)
     }

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use super::kwok::{NODE_ANNOTATION, NODE_LEASE_SECONDS};
+
 /// etcd on loopback, fsync off (test data), an 8 GiB quota for large labs.
 pub(crate) fn etcd(data: &Path, client_port: u16, peer_port: u16) -> Vec<String> {
     let url = etcd_url(client_port);
@@ -109,4 +111,38 @@ pub(crate) fn controller_manager(kubeconfig: &Path, port: u16, pki: &Path) -> Ve
         "--controllers=*,-node-lifecycle-controller,-node-ipam-controller,-replicaset-controller"
             .to_owned(),
     ]
+}
+
+/// kube-scheduler as `kubeconfig`'s user, serving `/readyz` on loopback at `port` with `cert` and
+/// `key` (from the lab's serving CA, so the lab can check it). No leader election, as for
+/// kube-controller-manager: a lab runs one, and one that lost its lease while the API server
+/// restarts (fault injection) would exit.
+pub(crate) fn scheduler(kubeconfig: &Path, port: u16, cert: &Path, key: &Path) -> Vec<String> {
+    let kubeconfig = kubeconfig.display();
+    vec![
+        format!("--kubeconfig={kubeconfig}"),
+        format!("--authentication-kubeconfig={kubeconfig}"),
+        format!("--authorization-kubeconfig={kubeconfig}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--secure-port={port}"),
+        format!("--tls-cert-file={}", cert.display()),
+        format!("--tls-private-key-file={}", key.display()),
+        "--leader-elect=false".to_owned(),
+    ]
+}
+
+/// kwok as `kubeconfig`'s user, with its Stages from the files `stages` (no CRDs: nothing is
+/// installed into the lab), managing the nodes annotated [`NODE_ANNOTATION`] and their
+/// pods and leases, serving `/healthz` over plain HTTP on loopback at `port`.
+pub(crate) fn kwok(kubeconfig: &Path, stages: &[&Path], port: u16) -> Vec<String> {
+    let (key, value) = NODE_ANNOTATION;
+    let mut args = vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--enable-crds=".to_owned(),
+        format!("--manage-nodes-with-annotation-selector={key}={value}"),
+        format!("--node-lease-duration-seconds={NODE_LEASE_SECONDS}"),
+        format!("--server-address=127.0.0.1:{port}"),
+    ];
+    args.extend(stages.iter().map(|s| format!("--config={}", s.display())));
+    args
 }

@@ -9,7 +9,7 @@
 //! ([`ControlPlane::apiserver_urls`]).
 
 use super::launch::{Launch, on_free_ports};
-use super::{ControlPlane, LabOptions, STOP_GRACE, lab_client, lock, readyz, recipes};
+use super::{ControlPlane, LabOptions, STOP_GRACE, lock, recipes};
 use crate::binaries::Binaries;
 use crate::error::{Error, Result};
 use crate::process::free_port;
@@ -58,7 +58,7 @@ impl ControlPlane {
                 .collect();
                 let launch = self.launch_of(name, &binaries.kube_apiserver, args, options);
                 let url = recipes::apiserver_url(port);
-                self.run_replica(&launch, &url).await?;
+                self.run_until_readyz(&launch, &url).await?;
                 Ok((launch, url))
             })
             .await?;
@@ -67,16 +67,6 @@ impl ControlPlane {
             self.save_state()?;
         }
         Ok(())
-    }
-
-    async fn run_replica(&self, launch: &Launch, url: &str) -> Result<()> {
-        let mut config = self.admin_config().await?;
-        config.cluster_url = url.parse().map_err(|e| Error::Kubeconfig {
-            path: self.kubeconfig(),
-            reason: format!("replica URL {url}: {e}"),
-        })?;
-        let client = lab_client(config)?;
-        self.run(launch, async || readyz(&client).await).await
     }
 
     /// Every replica's URL, the first (the kubeconfig's server) first.
@@ -101,7 +91,7 @@ impl ControlPlane {
     /// port, and waits until it is ready.
     pub async fn start_replica_again(&self, index: usize) -> Result<()> {
         let (launch, url) = self.replica(index)?;
-        self.run_replica(&launch, &url).await
+        self.run_until_readyz(&launch, &url).await
     }
 
     fn replica(&self, index: usize) -> Result<(Launch, String)> {

@@ -19,9 +19,10 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum LabCommand {
-    /// Build the pinned control-plane binaries (kube-apiserver, kube-controller-manager, etcd)
-    /// of a Kubernetes release from Go modules into the cache, or confirm they are there; also
-    /// the tools the tests use (kube-state-metrics, Helm). `up` builds what it needs too.
+    /// Build the pinned control-plane binaries (kube-apiserver, kube-controller-manager,
+    /// kube-scheduler, etcd) of a Kubernetes release from Go modules into the cache, or confirm
+    /// they are there; also the tools the tests use (kube-state-metrics, Helm, kwok). `up` builds
+    /// what it needs too.
     Build(ReleaseArg),
     /// Start a control plane on loopback, optionally fill it with synthetic nodes and pods, print
     /// `export KUBECONFIG=…` and return once it is ready. It keeps running until `lab down`.
@@ -79,6 +80,12 @@ struct UpArgs {
     /// Also run kube-controller-manager (needed for DaemonSets, ReplicaSets, garbage collection).
     #[arg(long)]
     controllers: bool,
+    /// Also run kube-scheduler and kwok, and make the --nodes kwok's fake nodes (annotated
+    /// kwok.x-k8s.io/node=fake, labelled type=kwok, untainted): kwok reports them Ready, keeps
+    /// their Leases fresh and reports the pods scheduled onto them Running and Ready, so a
+    /// DaemonSet (with --controllers) really rolls out onto them. Nothing runs in the pods.
+    #[arg(long)]
+    kwok: bool,
     #[command(flatten)]
     inflight: InflightArgs,
     /// kube-apiserver replicas on the one etcd (1–4), each on 127.0.0.1 at its own port, as a
@@ -133,9 +140,9 @@ async fn build(release: &'static Release) -> anyhow::Result<()> {
     let started = Instant::now();
     let (built, tools) = tokio::task::spawn_blocking(move || {
         let mut on_step = |step: &str| tracing::info!("{step}");
-        let built = Binaries::ensure(&cache, release, &mut on_step)?;
-        // The tools the tests run beside the lab: the collector's compatibility oracle, and Helm
-        // for the chart.
+        let built = Binaries::ensure(&cache, release, true, &mut on_step)?;
+        // The tools the tests run beside the lab: the collector's compatibility oracle, Helm for
+        // the chart, and kwok for fake nodes.
         let tools = Tool::ALL
             .iter()
             .map(|tool| tool.ensure(&cache, &mut on_step))
@@ -153,6 +160,7 @@ async fn build(release: &'static Release) -> anyhow::Result<()> {
         &built.etcd,
         &built.kube_apiserver,
         &built.kube_controller_manager,
+        &built.kube_scheduler,
     ]
     .into_iter()
     .chain(&tools)
@@ -167,6 +175,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut options = LabOptions::new(&args.dir.dir);
     options.release = args.release.release;
     options.controllers = args.controllers;
+    options.kwok = args.kwok;
     options.detached = true;
     options.max_requests_inflight = args.inflight.limits();
     options.extra_apiservers = usize::from(args.apiservers) - 1;
@@ -182,6 +191,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     if args.nodes > 0 {
         let mut spec = PopulateSpec::new(args.nodes, args.pods_per_node);
         spec.concurrency = args.concurrency.into();
+        spec.kwok = args.kwok;
         if let Err(e) = fill(&plane, &spec).await {
             if let Err(stop) = plane.stop().await {
                 tracing::error!("stopping the lab after the failure below: {stop}");
