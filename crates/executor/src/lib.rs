@@ -13,13 +13,15 @@
 //! - [`admission`]: which nodes a node fraction admits (stable, so a resumed run picks the same)
 //!   and the DaemonSet's admission affinity;
 //! - [`quarantine`]: the change's own FlowSchema and priority level;
+//! - [`cluster`]: one cluster through the budgeted client — dry run, lane, admission, rollback;
 //! - [`journal`]: atomic, durable writes of the run's state.
 //!
-//! The modules are leaves but for `quarantine`, which takes the change's service account from
-//! `change`. Still to come (issue 13): the loop that carries the engine's actions out and
+//! `cluster` uses the others; `quarantine` takes the change's service account from `change`;
+//! the rest are leaves. Still to come (issue 13): the loop that carries the engine's actions out and
 //! observes the clusters, the fleet file, and the `fleetwatch rollout` commands.
 
 pub mod admission;
 pub mod change;
+pub mod cluster;
 pub mod journal;
 pub mod quarantine;
