@@ -1,27 +1,64 @@
-//! The rollout state machine. The caller owns the clock: it calls [`Engine::tick`] with the
-//! current time, as often as it likes; the engine applies waves, checks gates and projections
-//! through the [`Backend`], and reports what it did as [`Event`]s.
+//! The rollout state machine, sans I/O: the caller reads the clusters, calls [`Engine::tick`]
+//! with the time and what it read, carries out the [`Action`]s the engine returns, and tells the
+//! engine with [`Engine::confirm`] when each is done.
 //!
-//! The caller also owns persistence: it saves the serialized [`Engine`] and, after a crash, reads
-//! it back through [`Engine::resume`], which refuses a state whose parts disagree.
+//! # The caller's contract (crash safety)
+//! 1. Read every target, in [`ClusterId`] order: a [`Reading::Observed`] with its signals, or
+//!    [`Reading::Unreachable`] when it could not read the cluster at all.
+//! 2. `let tick = engine.tick(now, &readings)`. `now` is seconds on any clock, non-decreasing.
+//! 3. **Persist the engine before carrying out any action.** The serialized engine holds the new
+//!    state *and* every action not yet confirmed ([`Engine::pending`]), so one atomic write keeps
+//!    both. Its numbers must read back exactly (with `serde_json`, its `float_roundtrip`
+//!    feature), or the resumed engine measures from slightly different totals.
+//! 4. Carry out each pending action; after each succeeds, `engine.confirm(&action, now)` and
+//!    persist again. An action that fails stays pending: retry it.
+//! 5. After a crash (kill -9 at any point), read the engine back ([`crate::SavedEngine`] →
+//!    [`Engine::resume`]) and carry out [`Engine::pending`] again before ticking.
+//!
+//! Actions are idempotent — [`Action::Apply`] *sets* a cluster's node fraction (the executor
+//! admits a deterministic set of nodes), [`Action::RollBack`] removes the change, and doing
+//! either twice is doing it once — so replaying pending actions applies no step twice in effect.
+//! No gate is skipped: a wave's bake starts only when its last step is confirmed, and time the
+//! engine did not observe does not count towards a bake (below).
+//!
+//! # What the engine does not guess
+//! - An unreachable cluster pauses the rollout: while any target is [`Reading::Unreachable`] no
+//!   wave starts or passes, the bake clock stops, and [`Event::Paused`] says which clusters;
+//!   [`Event::Unpaused`] when all answer again. The unreachable cluster's measurement window
+//!   restarts when it is back. Evidence still counts: a breach or a projected overload seen on the
+//!   clusters that did answer halts.
+//! - Readings further apart than [`BakePolicy::max_reading_gap_seconds`](crate::BakePolicy)
+//!   (the executor was down) are a gap ([`Event::Gap`]): it does not count towards the bake and
+//!   every measurement window restarts.
+//! - A wave passes only once every admitted cluster has a full window of readings
+//!   ([`crate::window`]); a projected overload halts as soon as it is certain.
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    cluster::{ClusterId, Observation},
+    cluster::{ClusterId, Observation, Reading, Resources},
     gate::Breach,
     plan::{Plan, PlanError, Policy, Step, Target, plan},
-    projection::{Fits, Projection, ProjectionPolicy, Sample},
+    projection::{Candidate, Measured, Projection, ProjectionPolicy, worst_overload},
+    window::Window,
 };
 
-/// The clusters as the engine acts on them: the simulator's fleet or the real executor's.
-pub trait Backend {
-    /// Raise the change's node fraction on `step.cluster` to `step.node_fraction`.
-    fn apply(&mut self, step: &Step);
-    /// Remove the change from `cluster` entirely.
-    fn roll_back(&mut self, cluster: ClusterId);
-    /// The cluster's current signals.
-    fn observe(&self, cluster: ClusterId) -> Observation;
+/// What the caller must carry out. Idempotent: carrying one out twice is carrying it out once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Set the change's node fraction on `step.cluster` to `step.node_fraction`.
+    Apply(Step),
+    /// Remove the change from the cluster entirely.
+    RollBack { cluster: ClusterId },
+}
+
+/// What a tick decided: the actions to carry out (also held as [`Engine::pending`] until
+/// confirmed) and what happened.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Tick {
+    pub actions: Vec<Action>,
+    pub events: Vec<Event>,
 }
 
 /// Why the engine halted.
@@ -42,7 +79,7 @@ pub enum HaltReason {
 
 impl HaltReason {
     /// The cluster whose signals or projection caused the halt.
-    fn cluster(&self) -> ClusterId {
+    pub(crate) fn cluster(&self) -> ClusterId {
         match self {
             HaltReason::Slo { cluster, .. } | HaltReason::ServiceHealth { cluster, .. } => *cluster,
             HaltReason::ProjectedOverload(p) => p.cluster,
@@ -50,11 +87,17 @@ impl HaltReason {
     }
 }
 
-/// Where a rollout is. The real executor persists this with the engine to resume after a crash.
+/// Where a rollout is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "kebab-case")]
 pub enum Phase {
     NotStarted,
+    /// The wave's steps are pending: the bake starts when the last is confirmed.
+    Applying {
+        wave: usize,
+    },
+    /// `started_at` moves later by every interval the engine did not observe, so
+    /// `now - started_at` is the observed bake time.
     Baking {
         wave: usize,
         started_at: f64,
@@ -69,7 +112,7 @@ pub enum Phase {
     },
 }
 
-/// What the engine did during a tick.
+/// What happened during a tick.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
@@ -90,36 +133,65 @@ pub enum Event {
         at: f64,
         reason: HaltReason,
     },
-    RolledBack {
+    /// Rollback of these clusters is ordered (as pending [`Action::RollBack`]s).
+    RollingBack {
         at: f64,
         clusters: Vec<ClusterId>,
     },
+    /// These clusters could not be read: the rollout neither advances nor bakes until they can.
+    Paused {
+        at: f64,
+        unreachable: Vec<ClusterId>,
+    },
+    /// Every cluster can be read again.
+    Unpaused {
+        at: f64,
+    },
+    /// No reading between `from` and `at`, longer than the policy allows: not counted as bake,
+    /// and every measurement window restarts.
+    Gap {
+        from: f64,
+        at: f64,
+    },
 }
 
-/// A rollout in progress: plan, policy and state. Serializable so an executor can persist it.
+/// A rollout in progress: plan, policy, state and the actions not yet confirmed. Serializable so
+/// an executor can persist it.
 ///
-/// Every `Engine`, new or resumed, holds these invariants, and [`Engine::tick`] keeps them, so
-/// the engine never indexes out of bounds:
+/// Every `Engine`, new or resumed, holds these invariants, and [`Engine::tick`] and
+/// [`Engine::confirm`] keep them, so the engine never indexes out of bounds:
 /// - wave `i` of the plan has index `i`, a finite bake ≥ 0, and steps that raise target clusters
 ///   to node fractions in (0, 1];
-/// - `admitted` and `restarts_at_wave_start` hold one entry per target;
+/// - `admitted`, `restarts_at_wave_start` and `windows` hold one entry per target;
 /// - the phase's wave is in the plan, and a halt blames a target that, in the halted wave, had
 ///   the change (a gate or service-health halt) or had not yet got it everywhere (a projection);
-/// - `admitted` is what the plan's waves up to the phase gave each cluster.
+/// - `admitted` is what the plan's waves up to the phase gave each cluster;
+/// - `pending` holds steps of the wave being applied (at least one while applying) or, after a
+///   halt, rollbacks of clusters that wave had admitted, and nothing otherwise;
+/// - windows are open only while baking, on admitted clusters, with finite, ordered times;
+/// - `unreachable` names targets, in order, once each.
 ///
 /// Deserializing checks them (it goes through [`Engine::resume`]), so a saved engine whose parts
 /// disagree is refused rather than read back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "SavedEngine")]
+#[serde(try_from = "crate::saved::SavedEngine")]
 pub struct Engine {
-    targets: Vec<Target>,
-    plan: Plan,
-    policy: Policy,
-    phase: Phase,
-    /// Node fraction applied so far, per cluster.
-    admitted: Vec<f64>,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) plan: Plan,
+    pub(crate) policy: Policy,
+    pub(crate) phase: Phase,
+    /// Node fraction the engine has ordered so far, per cluster.
+    pub(crate) admitted: Vec<f64>,
     /// Each cluster's restart count when the current wave started.
-    restarts_at_wave_start: Vec<u32>,
+    pub(crate) restarts_at_wave_start: Vec<u32>,
+    /// Actions returned and not yet confirmed, in the order they were returned.
+    pub(crate) pending: Vec<Action>,
+    /// Per cluster, the change's demand measured this wave.
+    pub(crate) windows: Vec<Option<Window>>,
+    /// When the engine last had a tick.
+    pub(crate) last_tick_at: Option<f64>,
+    /// The clusters unreachable at the last tick.
+    pub(crate) unreachable: Vec<ClusterId>,
 }
 
 /// One target as the engine tracks it.
@@ -146,31 +218,10 @@ impl Engine {
             phase: Phase::NotStarted,
             admitted: vec![0.0; n],
             restarts_at_wave_start: vec![0; n],
-        })
-    }
-
-    /// The engine a [`SavedEngine`] describes, once its targets, plan, phase and per-cluster
-    /// state are found to agree.
-    ///
-    /// # Errors
-    /// [`ResumeError`] naming the first disagreement found.
-    pub fn resume(saved: SavedEngine) -> Result<Self, ResumeError> {
-        saved.check()?;
-        let SavedEngine {
-            targets,
-            plan,
-            policy,
-            phase,
-            admitted,
-            restarts_at_wave_start,
-        } = saved;
-        Ok(Self {
-            targets,
-            plan,
-            policy,
-            phase,
-            admitted,
-            restarts_at_wave_start,
+            pending: Vec::new(),
+            windows: vec![None; n],
+            last_tick_at: None,
+            unreachable: Vec::new(),
         })
     }
 
@@ -184,57 +235,175 @@ impl Engine {
         &self.plan
     }
 
-    /// Whether the engine has nothing left to do.
+    /// Actions returned by a tick and not yet confirmed: after a crash, carry these out again.
+    #[must_use]
+    pub fn pending(&self) -> &[Action] {
+        &self.pending
+    }
+
+    /// Whether the engine has nothing left to do: completed, or halted with every rollback
+    /// confirmed.
     #[must_use]
     pub fn is_finished(&self) -> bool {
         matches!(self.phase, Phase::Completed { .. } | Phase::Halted { .. })
+            && self.pending.is_empty()
     }
 
-    /// Advances the rollout to time `now` (seconds, any epoch, non-decreasing between calls).
-    pub fn tick(&mut self, now: f64, backend: &mut impl Backend) -> Vec<Event> {
-        let mut events = Vec::new();
-        match self.phase.clone() {
-            Phase::NotStarted => self.start_wave(0, now, backend, &mut events),
-            Phase::Baking { wave, started_at } => {
-                // In bounds: resume checks the phase's wave, and start_wave bakes only waves
-                // that exist.
-                let bake_seconds = self.plan.waves[wave].bake_seconds;
-                if let Some(reason) = self.check(now - started_at, backend) {
-                    self.halt(wave, now, reason, backend, &mut events);
-                } else if now - started_at >= bake_seconds {
-                    events.push(Event::WavePassed { wave, at: now });
-                    self.start_wave(wave + 1, now, backend, &mut events);
-                }
-            }
-            Phase::Completed { .. } | Phase::Halted { .. } => {}
+    /// Records that `action` was carried out at `now`; returns whether it was pending (a replayed
+    /// action confirmed twice is not). Confirming the last step of a wave starts its bake.
+    pub fn confirm(&mut self, action: &Action, now: f64) -> bool {
+        let Some(i) = self.pending.iter().position(|a| a == action) else {
+            return false;
+        };
+        self.pending.remove(i);
+        if let Phase::Applying { wave } = self.phase
+            && self.pending.is_empty()
+        {
+            self.start_bake(wave, now);
         }
-        events
+        true
     }
 
-    fn start_wave(
+    /// Advances the rollout to time `now` given `readings`, one per target in [`ClusterId`]
+    /// order (a missing one counts as [`Reading::Unreachable`]).
+    pub fn tick(&mut self, now: f64, readings: &[Reading]) -> Tick {
+        let mut tick = Tick::default();
+        if matches!(self.phase, Phase::Completed { .. } | Phase::Halted { .. }) {
+            return tick;
+        }
+        let observed = self.note_reachability(now, readings, &mut tick.events);
+        if let Some(reason) = self.check_signals(readings) {
+            self.halt(now, reason, &mut tick);
+            return tick;
+        }
+        match self.phase {
+            Phase::NotStarted if observed => self.start_wave(0, now, readings, &mut tick),
+            Phase::Baking { wave, started_at } => {
+                self.bake(wave, started_at, now, observed, readings, &mut tick);
+            }
+            _ => {}
+        }
+        tick
+    }
+
+    /// Compares `readings` with the last tick's: records the unreachable clusters and the time,
+    /// reports pauses and gaps, and drops the measurement windows they interrupt. Returns whether
+    /// the interval since the last tick was observed (every cluster read, no gap).
+    fn note_reachability(
+        &mut self,
+        now: f64,
+        readings: &[Reading],
+        events: &mut Vec<Event>,
+    ) -> bool {
+        let unreachable: Vec<ClusterId> = (0..self.targets.len())
+            .filter(|&i| readings.get(i).and_then(Reading::observation).is_none())
+            .map(ClusterId)
+            .collect();
+        if unreachable != self.unreachable {
+            events.push(if unreachable.is_empty() {
+                Event::Unpaused { at: now }
+            } else {
+                Event::Paused {
+                    at: now,
+                    unreachable: unreachable.clone(),
+                }
+            });
+        }
+        let gap_from = self
+            .last_tick_at
+            .filter(|&last| now - last > self.policy.bake.max_reading_gap_seconds);
+        if let Some(from) = gap_from {
+            events.push(Event::Gap { from, at: now });
+            self.windows.iter_mut().for_each(|w| *w = None);
+        }
+        for c in &unreachable {
+            self.windows[c.0] = None;
+        }
+        let observed = unreachable.is_empty() && gap_from.is_none();
+        if let (false, Some(last), Phase::Baking { started_at, .. }) =
+            (observed, self.last_tick_at, &mut self.phase)
+        {
+            // Only the part of the interval since the bake started was bake time.
+            *started_at += (now - last.max(*started_at)).max(0.0);
+        }
+        self.unreachable = unreachable;
+        self.last_tick_at = Some(now);
+        observed
+    }
+
+    /// A baking wave: measure, project, and pass once baked with full windows.
+    fn bake(
         &mut self,
         wave: usize,
+        started_at: f64,
         now: f64,
-        backend: &mut impl Backend,
-        events: &mut Vec<Event>,
+        observed: bool,
+        readings: &[Reading],
+        tick: &mut Tick,
     ) {
+        let baked = now - started_at;
+        let Some(projection) = self.policy.projection.clone() else {
+            if observed && baked >= self.plan.waves[wave].bake_seconds {
+                self.pass(wave, now, readings, tick);
+            }
+            return;
+        };
+        if baked < projection.settle_seconds {
+            return;
+        }
+        self.measure(now, readings);
+        if let Some(overload) = self.worst_overload(&projection, readings) {
+            self.halt(now, HaltReason::ProjectedOverload(overload), tick);
+            return;
+        }
+        // In bounds: resume checks the phase's wave, and start_wave bakes only waves that exist.
+        let windows_full = self.admitted().all(|c| {
+            self.windows[c.id.0]
+                .as_ref()
+                .is_some_and(|w| w.is_full(projection.window_seconds))
+        });
+        if observed && windows_full && baked >= self.plan.waves[wave].bake_seconds {
+            self.pass(wave, now, readings, tick);
+        }
+    }
+
+    fn pass(&mut self, wave: usize, now: f64, readings: &[Reading], tick: &mut Tick) {
+        tick.events.push(Event::WavePassed { wave, at: now });
+        self.start_wave(wave + 1, now, readings, tick);
+    }
+
+    /// Orders wave `wave`'s steps (or completes). Every cluster was read: starting a wave is
+    /// never done on a guess.
+    fn start_wave(&mut self, wave: usize, now: f64, readings: &[Reading], tick: &mut Tick) {
+        // The fractions change: what was measured no longer describes the clusters.
+        self.windows.iter_mut().for_each(|w| *w = None);
         let Some(w) = self.plan.waves.get(wave) else {
             self.phase = Phase::Completed { at: now };
-            events.push(Event::Completed { at: now });
+            tick.events.push(Event::Completed { at: now });
             return;
         };
         for (i, r) in self.restarts_at_wave_start.iter_mut().enumerate() {
-            *r = backend.observe(ClusterId(i)).restarts;
+            *r = readings
+                .get(i)
+                .and_then(Reading::observation)
+                .map_or(*r, |obs| obs.restarts);
         }
-        for step in &w.steps {
-            backend.apply(step);
-        }
+        let actions: Vec<Action> = w.steps.iter().copied().map(Action::Apply).collect();
         admit(&mut self.admitted, &w.steps);
-        events.push(Event::WaveStarted {
+        tick.events.push(Event::WaveStarted {
             wave,
             at: now,
             steps: w.steps.clone(),
         });
+        self.phase = Phase::Applying { wave };
+        self.pending.clone_from(&actions);
+        tick.actions = actions;
+        if self.pending.is_empty() {
+            self.start_bake(wave, now);
+        }
+    }
+
+    fn start_bake(&mut self, wave: usize, now: f64) {
         self.phase = Phase::Baking {
             wave,
             started_at: now,
@@ -263,106 +432,108 @@ impl Engine {
         self.tracked().filter(|c| c.admitted > 0.0)
     }
 
-    /// Gates and projection; the first reason to halt, if any.
-    fn check(&self, since_wave_start: f64, backend: &impl Backend) -> Option<HaltReason> {
-        if let Some(reason) = self.check_signals(backend) {
-            return Some(reason);
-        }
-        let projection = self.policy.projection.as_ref()?;
-        if since_wave_start < projection.settle_seconds {
-            return None;
-        }
-        self.worst_overload(projection, backend)
-            .map(HaltReason::ProjectedOverload)
+    /// The first admitted cluster that answered and breaches an SLO gate or the service-health
+    /// limit.
+    fn check_signals(&self, readings: &[Reading]) -> Option<HaltReason> {
+        self.admitted().find_map(|cluster| {
+            let obs = readings.get(cluster.id.0)?.observation()?;
+            self.breach(&cluster, obs)
+        })
     }
 
-    /// The first admitted cluster breaching an SLO gate or the service-health limit.
-    fn check_signals(&self, backend: &impl Backend) -> Option<HaltReason> {
-        for cluster in self.admitted() {
-            let obs = backend.observe(cluster.id);
-            if let Some(gates) = &self.policy.gates {
-                let restarts = obs.restarts.saturating_sub(cluster.restarts_at_wave_start);
-                if let Some(breach) = gates.check(&obs, restarts) {
-                    return Some(HaltReason::Slo {
-                        cluster: cluster.id,
-                        breach,
-                    });
-                }
-            }
-            if let Some(limit) = self.policy.max_failing_node_fraction
-                && obs.failing_node_fraction > limit
-            {
-                return Some(HaltReason::ServiceHealth {
+    fn breach(&self, cluster: &Tracked<'_>, obs: &Observation) -> Option<HaltReason> {
+        if let Some(gates) = &self.policy.gates {
+            let restarts = obs.restarts.saturating_sub(cluster.restarts_at_wave_start);
+            if let Some(breach) = gates.check(obs, restarts) {
+                return Some(HaltReason::Slo {
                     cluster: cluster.id,
-                    failing_fraction: obs.failing_node_fraction,
-                    limit,
+                    breach,
                 });
             }
         }
-        None
+        let limit = self.policy.max_failing_node_fraction?;
+        (obs.failing_node_fraction > limit).then_some(HaltReason::ServiceHealth {
+            cluster: cluster.id,
+            failing_fraction: obs.failing_node_fraction,
+            limit,
+        })
     }
 
-    /// Of the clusters not fully reached, the one the change would overload the most, projected
-    /// from what the admitted clusters measure.
+    /// Extends (or opens) the window of every admitted cluster that answered.
+    fn measure(&mut self, now: f64, readings: &[Reading]) {
+        let admitted: Vec<ClusterId> = self.admitted().map(|c| c.id).collect();
+        for id in admitted {
+            let Some(obs) = readings.get(id.0).and_then(Reading::observation) else {
+                continue;
+            };
+            let total = obs.change_asked_total;
+            let window = &mut self.windows[id.0];
+            let extended = window
+                .as_mut()
+                .is_some_and(|w| w.record(now, total).is_ok());
+            if !extended {
+                *window = Some(Window::open(now, total));
+            }
+        }
+    }
+
+    /// Of the clusters not fully reached and read, the one the change would overload the most,
+    /// projected from the windows of the admitted clusters.
     fn worst_overload(
         &self,
         projection: &ProjectionPolicy,
-        backend: &impl Backend,
+        readings: &[Reading],
     ) -> Option<Projection> {
-        let samples: Vec<Sample> = self
+        let measured: Vec<Measured> = self
             .admitted()
-            .map(|c| {
-                let obs = backend.observe(c.id);
-                Sample {
+            .filter_map(|c| {
+                let obs = readings.get(c.id.0)?.observation()?;
+                let window = self.windows[c.id.0].as_ref().filter(|w| w.span() > 0.0)?;
+                Some(Measured {
                     cluster_nodes: c.target.nodes,
                     admitted_nodes: obs.admitted_nodes,
-                    cost_cores: obs.change_cost_cores,
-                }
+                    demand: window.demand(projection.window_seconds),
+                })
             })
             .collect();
-        let fits = Fits::new(&samples)?;
-        let mut worst: Option<(f64, Projection)> = None;
-        for cluster in self.tracked().filter(|c| c.admitted < 1.0) {
-            let (projected_cores, fit) = fits.project(cluster.target.nodes);
-            let headroom_cores = cluster.target.capacity_cores * projection.max_utilization
-                - backend.observe(cluster.id).other_cores;
-            let ratio = projected_cores / headroom_cores.max(f64::MIN_POSITIVE);
-            if projected_cores > headroom_cores && worst.as_ref().is_none_or(|(w, _)| ratio > *w) {
-                worst = Some((
-                    ratio,
-                    Projection {
-                        cluster: cluster.id,
-                        projected_cores,
-                        headroom_cores,
-                        fit,
-                    },
-                ));
-            }
-        }
-        worst.map(|(_, p)| p)
+        let candidates: Vec<Candidate> = self
+            .tracked()
+            .filter(|c| c.admitted < 1.0)
+            .filter_map(|c| {
+                let obs = readings.get(c.id.0)?.observation()?;
+                Some(Candidate {
+                    cluster: c.id,
+                    nodes: c.target.nodes,
+                    headroom: headroom(&c.target.capacity, projection.max_utilization, obs),
+                })
+            })
+            .collect();
+        worst_overload(&measured, &candidates)
     }
 
-    fn halt(
-        &mut self,
-        wave: usize,
-        now: f64,
-        reason: HaltReason,
-        backend: &mut impl Backend,
-        events: &mut Vec<Event>,
-    ) {
-        events.push(Event::Halted {
+    fn halt(&mut self, now: f64, reason: HaltReason, tick: &mut Tick) {
+        let wave = match self.phase {
+            Phase::Applying { wave } | Phase::Baking { wave, .. } => wave,
+            // Only the phases above check signals.
+            _ => 0,
+        };
+        tick.events.push(Event::Halted {
             wave,
             at: now,
             reason: reason.clone(),
         });
         let clusters: Vec<ClusterId> = self.admitted().map(|c| c.id).collect();
-        for &c in &clusters {
-            backend.roll_back(c);
-        }
-        for fraction in &mut self.admitted {
-            *fraction = 0.0;
-        }
-        events.push(Event::RolledBack { at: now, clusters });
+        // Rollbacks supersede steps not yet carried out: the cluster ends without the change
+        // either way.
+        let actions: Vec<Action> = clusters
+            .iter()
+            .map(|&cluster| Action::RollBack { cluster })
+            .collect();
+        self.pending.clone_from(&actions);
+        tick.actions = actions;
+        self.admitted.iter_mut().for_each(|f| *f = 0.0);
+        self.windows.iter_mut().for_each(|w| *w = None);
+        tick.events.push(Event::RollingBack { at: now, clusters });
         self.phase = Phase::Halted {
             wave,
             at: now,
@@ -371,10 +542,16 @@ impl Engine {
     }
 }
 
+/// What a cluster has left of each resource: `max_utilization` of its capacity less what
+/// everything else uses now.
+fn headroom(capacity: &Resources, max_utilization: f64, obs: &Observation) -> Resources {
+    capacity.zip(&obs.other_in_use, |cap, used| cap * max_utilization - used)
+}
+
 /// Records each step's node fraction as its cluster's. Every step names a target (plans from
 /// [`plan()`] do, and resume checks saved ones), so `get_mut` skips nothing; it only keeps a broken
 /// invariant from becoming a panic.
-fn admit(fractions: &mut [f64], steps: &[Step]) {
+pub(crate) fn admit(fractions: &mut [f64], steps: &[Step]) {
     for step in steps {
         if let Some(fraction) = fractions.get_mut(step.cluster.0) {
             *fraction = step.node_fraction;
@@ -382,353 +559,62 @@ fn admit(fractions: &mut [f64], steps: &[Step]) {
     }
 }
 
-/// A persisted [`Engine`] as read back, not yet checked. Deserialize one and hand it to
-/// [`Engine::resume`] to learn, as a [`ResumeError`], what in it disagrees; deserializing an
-/// [`Engine`] directly runs the same checks but can only report them as the format's error.
-#[derive(Debug, Deserialize)]
-// A field this version does not know is state it would silently drop on resume.
-#[serde(deny_unknown_fields)]
-pub struct SavedEngine {
-    targets: Vec<Target>,
-    plan: Plan,
-    policy: Policy,
-    phase: Phase,
-    admitted: Vec<f64>,
-    restarts_at_wave_start: Vec<u32>,
-}
-
-impl TryFrom<SavedEngine> for Engine {
-    type Error = ResumeError;
-
-    fn try_from(saved: SavedEngine) -> Result<Self, ResumeError> {
-        Engine::resume(saved)
-    }
-}
-
-/// What disagrees in a [`SavedEngine`] that [`Engine::resume`] refuses.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ResumeError {
-    #[error("{len} admitted node fractions for {targets} targets")]
-    AdmittedCount { len: usize, targets: usize },
-    #[error("{len} restart counts for {targets} targets")]
-    RestartCount { len: usize, targets: usize },
-    #[error("wave {position} of the plan says it is wave {index}")]
-    WaveIndex { position: usize, index: usize },
-    #[error("wave {wave} bakes for {seconds} s; a bake must be finite and not negative")]
-    BakeSeconds { wave: usize, seconds: f64 },
-    #[error("wave {wave} has a step for cluster {}, but there are {targets} targets", .cluster.0)]
-    UnknownStepCluster {
-        wave: usize,
-        cluster: ClusterId,
-        targets: usize,
-    },
-    #[error(
-        "wave {wave} raises cluster {} to node fraction {node_fraction}, outside (0, 1]",
-        .cluster.0
-    )]
-    StepFraction {
-        wave: usize,
-        cluster: ClusterId,
-        node_fraction: f64,
-    },
-    #[error("the phase is at wave {wave}, but the plan has {waves} waves")]
-    PhaseWave { wave: usize, waves: usize },
-    #[error("the halt blames cluster {}, but there are {targets} targets", .cluster.0)]
-    UnknownHaltCluster { cluster: ClusterId, targets: usize },
-    #[error(
-        "the halt in wave {wave} blames the signals of cluster {}, which did not have the change",
-        .cluster.0
-    )]
-    HaltOnUnadmitted { wave: usize, cluster: ClusterId },
-    #[error(
-        "the halt in wave {wave} projects an overload of cluster {}, which had the change on \
-         every node",
-        .cluster.0
-    )]
-    OverloadOfReached { wave: usize, cluster: ClusterId },
-    #[error(
-        "cluster {} is at node fraction {recorded}, but the plan and the phase give it \
-         {expected}",
-        .cluster.0
-    )]
-    Admitted {
-        cluster: ClusterId,
-        recorded: f64,
-        expected: f64,
-    },
-}
-
-impl SavedEngine {
-    /// The [`Engine`] invariants, each check relying on the ones before it.
-    fn check(&self) -> Result<(), ResumeError> {
-        self.check_counts()?;
-        self.check_plan()?;
-        self.check_phase()?;
-        self.check_admitted()
-    }
-
-    fn check_counts(&self) -> Result<(), ResumeError> {
-        let targets = self.targets.len();
-        if self.admitted.len() != targets {
-            return Err(ResumeError::AdmittedCount {
-                len: self.admitted.len(),
-                targets,
-            });
-        }
-        if self.restarts_at_wave_start.len() != targets {
-            return Err(ResumeError::RestartCount {
-                len: self.restarts_at_wave_start.len(),
-                targets,
-            });
-        }
-        Ok(())
-    }
-
-    fn check_plan(&self) -> Result<(), ResumeError> {
-        for (position, wave) in self.plan.waves.iter().enumerate() {
-            if wave.index != position {
-                return Err(ResumeError::WaveIndex {
-                    position,
-                    index: wave.index,
-                });
-            }
-            if !(wave.bake_seconds.is_finite() && wave.bake_seconds >= 0.0) {
-                return Err(ResumeError::BakeSeconds {
-                    wave: position,
-                    seconds: wave.bake_seconds,
-                });
-            }
-            for step in &wave.steps {
-                self.check_step(position, step)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn check_step(&self, wave: usize, step: &Step) -> Result<(), ResumeError> {
-        if step.cluster.0 >= self.targets.len() {
-            return Err(ResumeError::UnknownStepCluster {
-                wave,
-                cluster: step.cluster,
-                targets: self.targets.len(),
-            });
-        }
-        // Zero or less would leave a cluster the plan names unadmitted; above 1 is not a fraction.
-        if !(step.node_fraction > 0.0 && step.node_fraction <= 1.0) {
-            return Err(ResumeError::StepFraction {
-                wave,
-                cluster: step.cluster,
-                node_fraction: step.node_fraction,
-            });
-        }
-        Ok(())
-    }
-
-    fn check_phase(&self) -> Result<(), ResumeError> {
-        let (wave, reason) = match &self.phase {
-            Phase::NotStarted | Phase::Completed { .. } => return Ok(()),
-            Phase::Baking { wave, .. } => (*wave, None),
-            Phase::Halted { wave, reason, .. } => (*wave, Some(reason)),
-        };
-        if wave >= self.plan.waves.len() {
-            return Err(ResumeError::PhaseWave {
-                wave,
-                waves: self.plan.waves.len(),
-            });
-        }
-        reason.map_or(Ok(()), |reason| self.check_halt(wave, reason))
-    }
-
-    /// A halt in `wave` blames a cluster the engine was checking then: an admitted one for its
-    /// signals, one not fully reached for a projected overload.
-    fn check_halt(&self, wave: usize, reason: &HaltReason) -> Result<(), ResumeError> {
-        let cluster = reason.cluster();
-        let fraction = self
-            .fractions_after(wave + 1)
-            .get(cluster.0)
-            .copied()
-            .ok_or(ResumeError::UnknownHaltCluster {
-                cluster,
-                targets: self.targets.len(),
-            })?;
-        match reason {
-            HaltReason::ProjectedOverload(_) if fraction >= 1.0 => {
-                Err(ResumeError::OverloadOfReached { wave, cluster })
-            }
-            HaltReason::Slo { .. } | HaltReason::ServiceHealth { .. } if fraction <= 0.0 => {
-                Err(ResumeError::HaltOnUnadmitted { wave, cluster })
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// `admitted` must be what the engine would have recorded on its way to the phase.
-    fn check_admitted(&self) -> Result<(), ResumeError> {
-        let applied = match self.phase {
-            // A halt rolls every admitted cluster back.
-            Phase::NotStarted | Phase::Halted { .. } => 0,
-            Phase::Baking { wave, .. } => wave + 1,
-            Phase::Completed { .. } => self.plan.waves.len(),
-        };
-        let expected = self.fractions_after(applied);
-        for (i, (&recorded, &expected)) in self.admitted.iter().zip(&expected).enumerate() {
-            // Exact: both are copies of the same step's fraction (or the 0 of no step at all).
-            if recorded != expected {
-                return Err(ResumeError::Admitted {
-                    cluster: ClusterId(i),
-                    recorded,
-                    expected,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Each target's node fraction once the plan's first `waves` waves are applied.
-    fn fractions_after(&self, waves: usize) -> Vec<f64> {
-        let mut fractions = vec![0.0; self.targets.len()];
-        for wave in self.plan.waves.iter().take(waves) {
-            admit(&mut fractions, &wave.steps);
-        }
-        fractions
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use serde_json::{Value, json};
 
     use super::*;
     use crate::{
-        gate::SloGates,
-        plan::{BakePolicy, DeclaredCache, WaveStyle},
-        projection::ProjectionPolicy,
+        cluster::Resource,
+        plan::Step,
+        toy::{Change, TICK, carry_out_pending, drive, setup},
     };
 
-    /// A toy backend: the change costs `k(N) = per_node_per_size · N` per admitted node.
-    #[derive(Debug, Clone)]
-    struct Toy {
-        sizes: Vec<u32>,
-        fraction: Vec<f64>,
-        per_node_per_size: f64,
-        applied: Vec<Step>,
-        rolled_back: Vec<ClusterId>,
-        /// This cluster's GET p99 breaches the SLO while it has the change.
-        slow: Option<ClusterId>,
-    }
-
-    impl Toy {
-        fn new(sizes: Vec<u32>, per_node_per_size: f64, slow: Option<ClusterId>) -> Self {
-            Self {
-                fraction: vec![0.0; sizes.len()],
-                sizes,
-                per_node_per_size,
-                applied: vec![],
-                rolled_back: vec![],
-                slow,
-            }
-        }
-    }
-
-    impl Backend for Toy {
-        fn apply(&mut self, step: &Step) {
-            self.fraction[step.cluster.0] = step.node_fraction;
-            self.applied.push(*step);
-        }
-        fn roll_back(&mut self, cluster: ClusterId) {
-            self.fraction[cluster.0] = 0.0;
-            self.rolled_back.push(cluster);
-        }
-        fn observe(&self, c: ClusterId) -> Observation {
-            let n = f64::from(self.sizes[c.0]);
-            let admitted_nodes = (self.fraction[c.0] * n).ceil();
-            let slow = self.slow == Some(c) && admitted_nodes > 0.0;
-            Observation {
-                change_cost_cores: admitted_nodes * self.per_node_per_size * n,
-                admitted_nodes,
-                get_p99_seconds: if slow { 2.0 } else { 0.05 },
-                ..Observation::default()
-            }
-        }
-    }
-
-    /// Cluster 0 is staging. With this policy the plan has 7 waves: staging; cluster 1 at 1%;
-    /// cluster 1 at 4% and clusters 2–5 at 1%; then ×4 each wave up to 1.
-    const SIZES: [u32; 6] = [40, 5000, 3000, 800, 200, 100];
-
-    fn setup(per_node_per_size: f64, slow: Option<ClusterId>) -> (Engine, Toy) {
-        let targets: Vec<Target> = SIZES
-            .iter()
-            .enumerate()
-            .map(|(i, &nodes)| Target {
-                name: format!("c{i}"),
-                nodes,
-                staging: i == 0,
-                capacity_cores: 96.0,
-            })
-            .collect();
-        let policy = Policy {
-            waves: WaveStyle::Stratified {
-                first_fraction: 0.01,
-                first_clusters: 1,
-                growth: 4.0,
-            },
-            bake: BakePolicy {
-                caches: vec![DeclaredCache {
-                    name: "dns".into(),
-                    ttl_seconds: 1200.0,
-                }],
-                margin_seconds: 300.0,
-                min_seconds: 0.0,
-            },
-            gates: Some(SloGates::default()),
-            max_failing_node_fraction: Some(0.01),
-            projection: Some(ProjectionPolicy::default()),
-        };
-        let engine = Engine::new(targets, policy).expect("valid");
-        (engine, Toy::new(SIZES.to_vec(), per_node_per_size, slow))
-    }
-
-    /// Ticks every 10 s from `from` until the engine finishes or `until`.
-    fn drive(engine: &mut Engine, toy: &mut Toy, from: f64, until: f64) -> Vec<Event> {
-        let mut events = Vec::new();
-        let mut now = from;
-        while !engine.is_finished() && now < until {
-            events.extend(engine.tick(now, toy));
-            now += 10.0;
-        }
-        events
-    }
-
-    fn run(per_node_per_size: f64) -> (Engine, Toy, Vec<Event>) {
-        let (mut engine, mut toy) = setup(per_node_per_size, None);
+    /// The rollout of `change` driven to the end, with a `window_seconds` window.
+    fn run(change: Change, window_seconds: f64) -> (Engine, crate::toy::Toy, Vec<Event>) {
+        let (mut engine, mut toy) = setup(change, None, window_seconds);
         let events = drive(&mut engine, &mut toy, 0.0, 1e6);
         (engine, toy, events)
+    }
+
+    fn projected_overload(engine: &Engine) -> (usize, &Projection) {
+        match engine.phase() {
+            Phase::Halted {
+                wave,
+                reason: HaltReason::ProjectedOverload(p),
+                ..
+            } => (*wave, p),
+            other => panic!("expected a projected overload, got {other:?}"),
+        }
     }
 
     #[test]
     fn size_dependent_change_halts_at_the_first_production_wave_and_rolls_back() {
         // 1e-5 cores per node per node: 5000 nodes → 250 cores, far over 0.7 · 96.
-        let (engine, toy, events) = run(1e-5);
-        let Phase::Halted {
-            wave,
-            reason: HaltReason::ProjectedOverload(p),
-            ..
-        } = engine.phase()
-        else {
-            panic!("expected a projected overload, got {:?}", engine.phase());
-        };
-        assert_eq!(*wave, 1);
-        assert_eq!(p.cluster, ClusterId(1));
+        let (engine, toy, events) = run(Change::size_dependent(1e-5), 1200.0);
+        let (wave, p) = projected_overload(&engine);
+        assert_eq!(
+            (wave, p.cluster, p.resource),
+            (1, ClusterId(1), Resource::Cpu)
+        );
         assert_eq!(toy.fraction, vec![0.0; 6]);
         assert_eq!(toy.rolled_back, vec![ClusterId(0), ClusterId(1)]);
-        assert!(events.iter().any(|e| matches!(e, Event::RolledBack { .. })));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::RollingBack { .. }))
+        );
+        // Certain before the window is full: at 3.7 times the headroom, once a quarter of the
+        // window's worth is asked (wave 1 starts at 1500 s, settles at 1800 s).
+        let Phase::Halted { at, .. } = engine.phase() else {
+            unreachable!()
+        };
+        assert_eq!(*at, 2130.0);
     }
 
     #[test]
     fn cheap_change_completes_everywhere() {
-        let (engine, toy, _) = run(1e-9);
+        let (engine, toy, _) = run(Change::CHEAP, 1200.0);
         assert!(matches!(engine.phase(), Phase::Completed { .. }));
         assert_eq!(toy.fraction, vec![1.0; 6]);
         assert!(toy.rolled_back.is_empty());
@@ -736,7 +622,7 @@ mod tests {
 
     #[test]
     fn slo_breach_during_bake_halts_and_rolls_back() {
-        let (mut engine, mut toy) = setup(1e-9, Some(ClusterId(1)));
+        let (mut engine, mut toy) = setup(Change::CHEAP, Some(ClusterId(1)), 1200.0);
         drive(&mut engine, &mut toy, 0.0, 1e6);
         let Phase::Halted {
             wave,
@@ -751,391 +637,149 @@ mod tests {
         assert_eq!(toy.fraction, vec![0.0; 6]);
     }
 
+    /// An hourly call whose whole hour's cost comes at once, 8 seats per core-second.
+    fn hourly_burst(flat: f64, per_size: f64) -> Change {
+        Change {
+            flat,
+            per_size,
+            seats_per_core: 8.0,
+            period: Some(3600.0),
+        }
+    }
+
     #[test]
-    fn a_persisted_engine_resumes_where_it_stopped() {
-        let (mut engine, mut toy) = setup(1e-9, None);
-        drive(&mut engine, &mut toy, 0.0, 4000.0);
-        let saved = serde_json::to_string(&engine).expect("serializes");
-        let mut restored: Engine = serde_json::from_str(&saved).expect("deserializes");
-        assert_eq!(restored, engine);
-        let mut toy2 = Toy {
-            applied: vec![],
-            ..toy.clone()
-        };
-        toy.applied.clear();
-        let a = drive(&mut engine, &mut toy, 4000.0, 1e6);
-        let b = drive(&mut restored, &mut toy2, 4000.0, 1e6);
-        assert_eq!(a, b);
-        assert_eq!(toy.applied, toy2.applied);
-        assert!(matches!(restored.phase(), Phase::Completed { .. }));
-    }
-
-    /// The rollouts the resume tests save: a cheap change (completes), a size-dependent one
-    /// (halts on a projected overload), a cheap one breaching the GET SLO on cluster 1.
-    fn scenario(which: usize) -> (f64, Option<ClusterId>) {
-        [(1e-9, None), (1e-5, None), (1e-9, Some(ClusterId(1)))][which]
-    }
-
-    /// The engine and backend of scenario `which` after ticking until `until`.
-    fn saved(which: usize, until: f64) -> (Engine, Toy) {
-        let (per_node_per_size, slow) = scenario(which);
-        let (mut engine, mut toy) = setup(per_node_per_size, slow);
-        drive(&mut engine, &mut toy, 0.0, until);
-        (engine, toy)
-    }
-
-    fn saved_json(which: usize, until: f64) -> Value {
-        serde_json::to_value(saved(which, until).0).expect("serializes")
-    }
-
-    fn resume_json(json: Value) -> Result<Engine, ResumeError> {
-        Engine::resume(serde_json::from_value(json).expect("shaped like a saved engine"))
-    }
-
-    fn set(json: &mut Value, pointer: &str, value: Value) {
-        *json.pointer_mut(pointer).expect(pointer) = value;
-    }
-
-    fn list<'a>(json: &'a mut Value, pointer: &str) -> &'a mut Vec<Value> {
-        json.pointer_mut(pointer)
-            .and_then(Value::as_array_mut)
-            .expect(pointer)
-    }
-
-    type Disagreement = (&'static str, Value, fn(&mut Value), ResumeError);
-
-    /// One saved engine per kind of disagreement, each with the error that must name it.
-    fn disagreements() -> Vec<Disagreement> {
-        use ResumeError as E;
-        let not_started = saved_json(0, 0.0);
-        let baking = saved_json(0, 2000.0);
-        let completed = saved_json(0, 1e6);
-        let overload = saved_json(1, 1e6);
-        let slo = saved_json(2, 1e6);
-        assert_eq!(not_started["phase"], json!({"phase": "not-started"}));
+    fn an_hourly_burst_that_fills_the_seats_halts_the_first_production_wave() {
+        // Mean CPU at 5000 nodes is 2.5 cores, but the burst asks 7200 seats of 990.
+        let (engine, _, _) = run(hourly_burst(0.0, 1e-7), 3600.0);
+        let (wave, p) = projected_overload(&engine);
         assert_eq!(
-            baking["phase"],
-            json!({"phase": "baking", "wave": 1, "started_at": 1500.0})
+            (wave, p.cluster, p.resource),
+            (1, ClusterId(1), Resource::Seats)
         );
-        assert_eq!(completed["phase"]["phase"], "completed");
-        assert_eq!(overload["phase"]["reason"]["kind"], "projected-overload");
-        assert_eq!(slo["phase"]["reason"]["kind"], "slo");
-        let c = ClusterId;
-        vec![
-            (
-                "a wave refers to a cluster beyond the targets",
-                baking.clone(),
-                |j| set(j, "/plan/waves/2/steps/0/cluster", json!(6)),
-                E::UnknownStepCluster {
-                    wave: 2,
-                    cluster: c(6),
-                    targets: 6,
-                },
-            ),
-            (
-                "a wave's index is not its place in the plan",
-                baking.clone(),
-                |j| set(j, "/plan/waves/3/index", json!(4)),
-                E::WaveIndex {
-                    position: 3,
-                    index: 4,
-                },
-            ),
-            (
-                "a step raises a cluster beyond all its nodes",
-                baking.clone(),
-                |j| set(j, "/plan/waves/4/steps/0/node_fraction", json!(1.5)),
-                E::StepFraction {
-                    wave: 4,
-                    cluster: c(1),
-                    node_fraction: 1.5,
-                },
-            ),
-            (
-                "a step raises a cluster to no nodes",
-                baking.clone(),
-                |j| set(j, "/plan/waves/5/steps/1/node_fraction", json!(0.0)),
-                E::StepFraction {
-                    wave: 5,
-                    cluster: c(2),
-                    node_fraction: 0.0,
-                },
-            ),
-            (
-                "a wave bakes for negative time",
-                baking.clone(),
-                |j| set(j, "/plan/waves/0/bake_seconds", json!(-1.0)),
-                E::BakeSeconds {
-                    wave: 0,
-                    seconds: -1.0,
-                },
-            ),
-            (
-                "the phase bakes a wave beyond the plan",
-                baking.clone(),
-                |j| set(j, "/phase/wave", json!(7)),
-                E::PhaseWave { wave: 7, waves: 7 },
-            ),
-            (
-                "admitted fractions for unknown clusters",
-                baking.clone(),
-                |j| list(j, "/admitted").push(json!(0.0)),
-                E::AdmittedCount { len: 7, targets: 6 },
-            ),
-            (
-                "a target is missing",
-                baking.clone(),
-                |j| drop(list(j, "/targets").pop()),
-                E::AdmittedCount { len: 6, targets: 5 },
-            ),
-            (
-                "restart counts for unknown clusters",
-                baking.clone(),
-                |j| list(j, "/restarts_at_wave_start").push(json!(0)),
-                E::RestartCount { len: 7, targets: 6 },
-            ),
-            (
-                "a cluster is admitted that no wave up to the phase reached",
-                baking.clone(),
-                |j| set(j, "/admitted/2", json!(0.01)),
-                E::Admitted {
-                    cluster: c(2),
-                    recorded: 0.01,
-                    expected: 0.0,
-                },
-            ),
-            (
-                "the phase is behind what was admitted",
-                baking,
-                |j| set(j, "/phase/wave", json!(0)),
-                E::Admitted {
-                    cluster: c(1),
-                    recorded: 0.01,
-                    expected: 0.0,
-                },
-            ),
-            (
-                "a rollout not started has admitted a cluster",
-                not_started,
-                |j| set(j, "/admitted/0", json!(1.0)),
-                E::Admitted {
-                    cluster: c(0),
-                    recorded: 1.0,
-                    expected: 0.0,
-                },
-            ),
-            (
-                "a completed rollout left a cluster short of its last step",
-                completed,
-                |j| set(j, "/admitted/3", json!(0.64)),
-                E::Admitted {
-                    cluster: c(3),
-                    recorded: 0.64,
-                    expected: 1.0,
-                },
-            ),
-            (
-                "the halt blames a cluster beyond the targets",
-                overload.clone(),
-                |j| set(j, "/phase/reason/cluster", json!(6)),
-                E::UnknownHaltCluster {
-                    cluster: c(6),
-                    targets: 6,
-                },
-            ),
-            (
-                "the halt projects an overload of a cluster the change fully reached",
-                overload.clone(),
-                |j| set(j, "/phase/reason/cluster", json!(0)),
-                E::OverloadOfReached {
-                    wave: 1,
-                    cluster: c(0),
-                },
-            ),
-            (
-                "the halted wave is beyond the plan",
-                overload.clone(),
-                |j| set(j, "/phase/wave", json!(9)),
-                E::PhaseWave { wave: 9, waves: 7 },
-            ),
-            (
-                "a halted rollout left a cluster admitted",
-                overload,
-                |j| set(j, "/admitted/1", json!(0.01)),
-                E::Admitted {
-                    cluster: c(1),
-                    recorded: 0.01,
-                    expected: 0.0,
-                },
-            ),
-            (
-                "an SLO halt blames a cluster without the change",
-                slo,
-                |j| set(j, "/phase/reason/cluster", json!(2)),
-                E::HaltOnUnadmitted {
-                    wave: 1,
-                    cluster: c(2),
-                },
-            ),
-        ]
     }
 
     #[test]
-    fn a_saved_engine_whose_parts_disagree_is_refused_with_what_disagrees() {
-        for (what, mut json, edit, expected) in disagreements() {
-            assert!(resume_json(json.clone()).is_ok(), "{what}: before the edit");
-            edit(&mut json);
-            assert_eq!(
-                resume_json(json.clone()).err(),
-                Some(expected.clone()),
-                "{what}"
-            );
-            // Deserializing an engine directly is refused for the same reason.
-            let error = serde_json::from_value::<Engine>(json).expect_err(what);
-            assert!(
-                error.to_string().contains(&expected.to_string()),
-                "{what}: {error}"
-            );
-        }
+    fn a_cheap_hourly_burst_completes() {
+        let (engine, _, _) = run(hourly_burst(1e-6, 0.0), 3600.0);
+        assert!(
+            matches!(engine.phase(), Phase::Completed { .. }),
+            "{:?}",
+            engine.phase()
+        );
+    }
+
+    fn started_and_passed(events: &[Event]) -> Vec<(f64, bool)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::WaveStarted { at, .. } => Some((*at, true)),
+                Event::WavePassed { at, .. } => Some((*at, false)),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
-    fn a_saved_engine_with_state_this_version_does_not_know_is_refused() {
-        let mut json = saved_json(0, 2000.0);
-        json["next_wave_hint"] = json!(2);
-        let error = serde_json::from_value::<SavedEngine>(json).expect_err("unknown field");
-        assert!(error.to_string().contains("next_wave_hint"), "{error}");
+    fn an_unreachable_cluster_pauses_the_bake_and_the_waves() {
+        let (mut engine, mut toy) = setup(Change::CHEAP, None, 1200.0);
+        // Cluster 3 (not yet admitted) is out of reach for ten minutes of wave 1's bake.
+        toy.unreachable.push((ClusterId(3), 2000.0, 2600.0));
+        let events = drive(&mut engine, &mut toy, 0.0, 1e6);
+        assert!(events.contains(&Event::Paused {
+            at: 2000.0,
+            unreachable: vec![ClusterId(3)]
+        }));
+        assert!(events.contains(&Event::Unpaused { at: 2600.0 }));
+        let waves = started_and_passed(&events);
+        // Wave 1 started at 1500 and bakes 1500 s of observed time: the pause adds its 600 s.
+        assert_eq!(waves[2], (1500.0, true));
+        assert_eq!(waves[3], (3600.0, false));
+        assert!(matches!(engine.phase(), Phase::Completed { .. }));
     }
 
-    /// A change to one number, or to one list's length, somewhere in a saved engine's JSON.
-    #[derive(Debug, Clone)]
-    enum Edit {
-        Set(prop::sample::Index, u64),
-        Pop(prop::sample::Index),
-        Grow(prop::sample::Index),
-    }
-
-    fn edit() -> impl Strategy<Value = Edit> {
-        // Small numbers land on valid and just-invalid indices alike; the rest overflow types.
-        let value = prop_oneof![0u64..10, Just(u64::from(u32::MAX) + 1), Just(u64::MAX)];
-        let at = any::<prop::sample::Index>();
-        prop_oneof![
-            (at.clone(), value).prop_map(|(at, v)| Edit::Set(at, v)),
-            at.clone().prop_map(Edit::Pop),
-            at.prop_map(Edit::Grow),
-        ]
-    }
-
-    /// JSON pointers to every value in `json` that `pick` picks.
-    fn pointers(json: &Value, pick: fn(&Value) -> bool) -> Vec<String> {
-        fn walk(value: &Value, at: String, pick: fn(&Value) -> bool, out: &mut Vec<String>) {
-            if pick(value) {
-                out.push(at.clone());
+    #[test]
+    fn a_gap_in_the_readings_is_not_bake_time() {
+        let (mut engine, mut toy) = setup(Change::CHEAP, None, 1200.0);
+        drive(&mut engine, &mut toy, 0.0, 2000.0);
+        // The executor was down from 1990 to 2600.
+        let mut events = drive(&mut engine, &mut toy, 2600.0, 1e6);
+        assert_eq!(
+            events.remove(0),
+            Event::Gap {
+                from: 1990.0,
+                at: 2600.0
             }
-            match value {
-                Value::Array(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        walk(item, format!("{at}/{i}"), pick, out);
-                    }
-                }
-                // The engine's field names hold no `/` or `~` to escape.
-                Value::Object(fields) => {
-                    for (name, item) in fields {
-                        walk(item, format!("{at}/{name}"), pick, out);
-                    }
-                }
-                _ => {}
-            }
-        }
-        let mut out = Vec::new();
-        walk(json, String::new(), pick, &mut out);
-        out
-    }
-
-    fn apply(json: &mut Value, edit: &Edit) {
-        match edit {
-            Edit::Set(at, v) => {
-                if let Some(number) = pick(json, Value::is_u64, at) {
-                    *number = json!(v);
-                }
-            }
-            Edit::Pop(at) => {
-                if let Some(Value::Array(items)) = pick(json, Value::is_array, at) {
-                    items.pop();
-                }
-            }
-            Edit::Grow(at) => {
-                if let Some(Value::Array(items)) = pick(json, Value::is_array, at) {
-                    items.push(items.last().cloned().unwrap_or(json!(0)));
-                }
-            }
-        }
-    }
-
-    /// The `at`-th value in `json` of the kind `kind` picks, if there are any.
-    fn pick<'a>(
-        json: &'a mut Value,
-        kind: fn(&Value) -> bool,
-        at: &prop::sample::Index,
-    ) -> Option<&'a mut Value> {
-        let found = pointers(json, kind);
-        if found.is_empty() {
-            return None;
-        }
-        json.pointer_mut(at.get(&found).as_str())
+        );
+        // 490 s baked before the gap; 1010 s more, and a fresh 1200 s window after the settle.
+        let waves = started_and_passed(&events);
+        assert_eq!(waves[0], (2600.0 + 1200.0, false));
     }
 
     proptest! {
-        // Most edits land on numbers and lists the engine never indexes by; more cases reach
-        // the ones it does.
-        #![proptest_config(ProptestConfig::with_cases(1024))]
-
+        /// Whatever its period up to the window, and whether its calls are spread or
+        /// synchronized, a change whose cost grows with cluster size is halted by the first
+        /// production wave (a burst that would fill the seats at full size may already halt
+        /// staging), and one whose cost is flat completes.
         #[test]
-        fn a_saved_engine_resumes_to_the_same_state_and_ticks_the_same(
-            which in 0usize..3,
-            until in 0.0f64..12_000.0,
+        fn periodic_changes_are_judged_by_their_cost_not_their_period(
+            period in proptest::option::of(30.0f64..3600.0),
+            window in 600.0f64..3600.0,
         ) {
-            let (mut engine, mut toy) = saved(which, until);
-            let json = serde_json::to_string(&engine).expect("serializes");
-            let mut resumed = Engine::resume(serde_json::from_str(&json).expect("deserializes"))
-                .expect("a saved engine resumes");
-            prop_assert_eq!(&resumed, &engine);
-            prop_assert_eq!(&serde_json::from_str::<Engine>(&json).expect("reads"), &engine);
-            let mut toy2 = toy.clone();
-            let a = drive(&mut engine, &mut toy, until, 1e6);
-            let b = drive(&mut resumed, &mut toy2, until, 1e6);
-            prop_assert_eq!(a, b);
-            prop_assert_eq!(&toy.applied, &toy2.applied);
-            prop_assert_eq!(&toy.rolled_back, &toy2.rolled_back);
-            prop_assert_eq!(&resumed, &engine);
-            prop_assert!(resumed.is_finished());
+            let period = period.map(|p| p.min(window));
+            let bad = Change { period, ..Change::size_dependent(1e-5) };
+            let (engine, _, _) = run(bad, window);
+            prop_assert!(projected_overload(&engine).0 <= 1);
+            let flat = Change { flat: 1e-5, period, ..Change::CHEAP };
+            let (engine, _, events) = run(flat, window);
+            let completed = matches!(engine.phase(), Phase::Completed { .. });
+            prop_assert!(completed, "{:?}", engine.phase());
+            // No wave passed before a settle time and a full window after it started.
+            let waves = started_and_passed(&events);
+            for pair in waves.windows(2) {
+                if let [(started, true), (passed, false)] = pair {
+                    prop_assert!(passed - started >= 300.0 + window);
+                }
+            }
         }
 
+        /// Killed after a tick, with only some of its actions carried out (or confirmed), the
+        /// resumed engine replays the rest and ends where an uninterrupted run ends, with the
+        /// same steps in effect.
         #[test]
-        fn edited_indices_never_panic_on_resume_or_tick(
-            which in 0usize..3,
-            until in 0.0f64..12_000.0,
-            edits in proptest::collection::vec(edit(), 1..4),
+        fn replaying_pending_actions_after_a_crash_applies_no_step_twice_in_effect(
+            crash_tick in 0usize..700,
+            carried in 0usize..6,
+            bad in any::<bool>(),
         ) {
-            let mut json = saved_json(which, until);
-            for e in &edits {
-                apply(&mut json, e);
+            let change = if bad { Change::size_dependent(1e-5) } else { Change::CHEAP };
+            let (mut reference, mut reference_toy) = setup(change, None, 1200.0);
+            drive(&mut reference, &mut reference_toy, 0.0, 1e6);
+
+            let (mut engine, mut toy) = setup(change, None, 1200.0);
+            #[allow(clippy::cast_precision_loss)] // a small tick count
+            let crash_at = crash_tick as f64 * TICK;
+            drive(&mut engine, &mut toy, 0.0, crash_at);
+            toy.advance(crash_at);
+            engine.tick(crash_at, &toy.readings(crash_at));
+            let saved = serde_json::to_string(&engine).expect("serializes");
+            // Carried out, not confirmed: the crash came first.
+            for action in engine.pending().iter().take(carried) {
+                toy.carry_out(action);
             }
-            let Ok(saved) = serde_json::from_value::<SavedEngine>(json) else {
-                return Ok(());
-            };
-            let Ok(mut engine) = Engine::resume(saved) else {
-                return Ok(());
-            };
-            // A backend of exactly the resumed targets panics if the engine asks about another.
-            let sizes = engine.targets.iter().map(|t| t.nodes).collect();
-            let (per_node_per_size, slow) = scenario(which);
-            let mut toy = Toy::new(sizes, per_node_per_size, slow);
-            drive(&mut engine, &mut toy, until, until + 1e6);
-            prop_assert!(engine.is_finished());
-            // Ticking keeps the invariants: the finished engine resumes too.
-            let json = serde_json::to_value(&engine).expect("serializes");
-            prop_assert_eq!(resume_json(json).err(), None);
+            let mut resumed: Engine = serde_json::from_str(&saved).expect("resumes");
+            carry_out_pending(&mut resumed, &mut toy, crash_at);
+            drive(&mut resumed, &mut toy, crash_at + TICK, 1e6);
+
+            prop_assert_eq!(resumed.phase(), reference.phase());
+            prop_assert_eq!(&toy.fraction, &reference_toy.fraction);
+            // Replayed steps repeat ones already carried out; the first of each is its effect.
+            let mut in_effect: Vec<Step> = Vec::new();
+            for step in toy.applied {
+                if !in_effect.contains(&step) {
+                    in_effect.push(step);
+                }
+            }
+            prop_assert_eq!(in_effect, reference_toy.applied);
         }
     }
 }

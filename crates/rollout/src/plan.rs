@@ -2,7 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{cluster::ClusterId, gate::SloGates, projection::ProjectionPolicy};
+use crate::{
+    cluster::{ClusterId, Resources},
+    gate::SloGates,
+    projection::ProjectionPolicy,
+};
 
 /// A cluster the change may be delivered to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -12,8 +16,9 @@ pub struct Target {
     pub nodes: u32,
     /// Staging clusters come first, at the full node fraction.
     pub staging: bool,
-    /// API server CPU capacity of the whole control plane, in cores.
-    pub capacity_cores: f64,
+    /// What the control plane can give, summed over its replicas: CPU cores, memory bytes, and
+    /// the APF seats of the priority level the change runs in once the rollout is over.
+    pub capacity: Resources,
 }
 
 /// A cache whose lifetime hides a failure (a DNS cache serving stale records, a lease, a
@@ -32,6 +37,18 @@ pub struct BakePolicy {
     pub margin_seconds: f64,
     /// Lower bound whatever the caches say.
     pub min_seconds: f64,
+    /// Readings further apart than this (the executor was down or stalled) are a gap: it is not
+    /// bake time, and the change's measurement windows restart.
+    #[serde(default = "default_max_reading_gap_seconds")]
+    pub max_reading_gap_seconds: f64,
+}
+
+/// Default of [`BakePolicy::max_reading_gap_seconds`]: a minute, several of the simulator's
+/// 10 s ticks or of a Prometheus scrape interval. A policy choice, not a measurement.
+pub const DEFAULT_MAX_READING_GAP_SECONDS: f64 = 60.0;
+
+fn default_max_reading_gap_seconds() -> f64 {
+    DEFAULT_MAX_READING_GAP_SECONDS
 }
 
 impl BakePolicy {
@@ -63,6 +80,19 @@ pub enum WaveStyle {
     /// The common practice the incident followed: production in `batches` equal batches in the
     /// order given, every node at once.
     Batches { batches: usize },
+}
+
+impl Policy {
+    /// Bake time of every wave, in seconds: what the caches ask ([`BakePolicy::bake_seconds`]),
+    /// and at least a settle time and a full measurement window when the policy projects.
+    #[must_use]
+    pub fn bake_seconds(&self) -> f64 {
+        let measuring = self
+            .projection
+            .as_ref()
+            .map_or(0.0, |p| p.settle_seconds + p.window_seconds);
+        self.bake.bake_seconds().max(measuring)
+    }
 }
 
 /// Everything that decides a rollout.
@@ -118,7 +148,16 @@ pub fn plan(targets: &[Target], policy: &Policy) -> Result<Plan, PlanError> {
     if targets.is_empty() {
         return Err(PlanError::NoTargets);
     }
-    let bake_seconds = policy.bake.bake_seconds();
+    if let Some(projection) = &policy.projection {
+        check_projection(projection)?;
+    }
+    let gap = policy.bake.max_reading_gap_seconds;
+    if !(gap.is_finite() && gap > 0.0) {
+        return Err(PlanError::InvalidPolicy(
+            "max_reading_gap_seconds must be a finite, positive number".into(),
+        ));
+    }
+    let bake_seconds = policy.bake_seconds();
     if !(bake_seconds.is_finite() && bake_seconds >= 0.0) {
         return Err(PlanError::InvalidPolicy(
             "bake time must be a finite, non-negative number".into(),
@@ -207,6 +246,31 @@ pub fn plan(targets: &[Target], policy: &Policy) -> Result<Plan, PlanError> {
     })
 }
 
+fn check_projection(projection: &ProjectionPolicy) -> Result<(), PlanError> {
+    let ProjectionPolicy {
+        max_utilization,
+        settle_seconds,
+        window_seconds,
+    } = *projection;
+    if !(max_utilization > 0.0 && max_utilization <= 1.0) {
+        return Err(PlanError::InvalidPolicy(
+            "projection max_utilization must be in (0, 1]".into(),
+        ));
+    }
+    if !(settle_seconds.is_finite() && settle_seconds >= 0.0) {
+        return Err(PlanError::InvalidPolicy(
+            "projection settle_seconds must be a finite, non-negative number".into(),
+        ));
+    }
+    // A window of zero would pass a wave on no measurement at all.
+    if !(window_seconds.is_finite() && window_seconds > 0.0) {
+        return Err(PlanError::InvalidPolicy(
+            "projection window_seconds must be a finite, positive number".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Production waves of the stratified style over clusters sorted largest first.
 fn stratified(
     by_size: &[ClusterId],
@@ -259,7 +323,11 @@ mod tests {
             name: name.into(),
             nodes,
             staging,
-            capacity_cores: 48.0,
+            capacity: Resources {
+                cpu_cores: 48.0,
+                memory_bytes: 3.0 * 64e9,
+                seats: 990.0,
+            },
         }
     }
 
@@ -277,6 +345,7 @@ mod tests {
                 }],
                 margin_seconds: 300.0,
                 min_seconds: 60.0,
+                max_reading_gap_seconds: DEFAULT_MAX_READING_GAP_SECONDS,
             },
             gates: Some(SloGates::default()),
             max_failing_node_fraction: Some(0.01),
@@ -307,9 +376,14 @@ mod tests {
                 (0..staging).map(|i| target(&format!("staging-{i}"), 30, true)).collect();
             targets.extend(sizes.iter().enumerate().map(|(i, &n)| target(&format!("prod-{i}"), n, false)));
             let plan = plan(&targets, &stratified_policy(ttl)).expect("valid policy");
-            // Bake outlasts the longest declared cache TTL (plus margin).
+            // Bake outlasts the longest declared cache TTL (plus margin), and a settle time
+            // and a full measurement window.
+            let projection = ProjectionPolicy::default();
             for wave in &plan.waves {
                 prop_assert!(wave.bake_seconds >= ttl + 300.0);
+                prop_assert!(
+                    wave.bake_seconds >= projection.settle_seconds + projection.window_seconds
+                );
             }
             // Staging first, alone.
             if staging > 0 {
@@ -389,5 +463,31 @@ mod tests {
             plan(&targets, &policy),
             Err(PlanError::InvalidPolicy(_))
         ));
+        let no_window = Policy {
+            projection: Some(ProjectionPolicy {
+                window_seconds: 0.0,
+                ..ProjectionPolicy::default()
+            }),
+            ..stratified_policy(0.0)
+        };
+        assert_eq!(
+            plan(&targets, &no_window),
+            Err(PlanError::InvalidPolicy(
+                "projection window_seconds must be a finite, positive number".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn the_bake_covers_a_window_longer_than_the_caches() {
+        let hourly = Policy {
+            projection: Some(ProjectionPolicy {
+                window_seconds: 3600.0,
+                ..ProjectionPolicy::default()
+            }),
+            ..stratified_policy(1200.0)
+        };
+        let plan = plan(&[target("p", 10, false)], &hourly).expect("valid policy");
+        assert_eq!(plan.waves[0].bake_seconds, 300.0 + 3600.0);
     }
 }

@@ -5,7 +5,7 @@
 use crate::{
     apiserver::RequestCost,
     calibration::Calibration,
-    fleet::{ClusterSpec, Pattern},
+    fleet::{ClusterSpec, Pattern, Timing},
 };
 
 /// A `/metrics` scrape costs this many single-object GETs (large text body).
@@ -33,8 +33,10 @@ impl RetryPolicy {
 pub struct ChangeLoad {
     /// What one of its requests costs.
     pub cost: RequestCost,
-    /// Periodic requests per running agent per second.
+    /// Periodic requests per running agent per second, on average.
     pub requests_per_agent_per_second: f64,
+    /// When the periodic requests come: spread evenly, or all at once every interval.
+    pub timing: Timing,
     /// Requests an agent makes when it starts or must relist (a broken watch).
     pub requests_per_start: f64,
     /// Requests per second of the per-cluster part (a collector) while any agent runs.
@@ -90,6 +92,7 @@ pub fn change_load(pattern: Pattern, cal: &Calibration, cluster: &ClusterSpec) -
     let idle = ChangeLoad {
         cost: get_cost(cal, timeout),
         requests_per_agent_per_second: 0.0,
+        timing: Timing::Jittered,
         requests_per_start: 0.0,
         cluster_requests_per_replica_per_second: 0.0,
         background_cores_per_agent: 0.0,
@@ -102,8 +105,16 @@ pub fn change_load(pattern: Pattern, cal: &Calibration, cluster: &ClusterSpec) -
         fraction: 1.0,
         delay_seconds: 10.0,
     };
+    // A poller retries a 429 after a second.
+    let poller = RetryPolicy {
+        fraction: 1.0,
+        delay_seconds: 1.0,
+    };
     match pattern {
-        Pattern::NaiveList { interval_seconds } => ChangeLoad {
+        Pattern::NaiveList {
+            interval_seconds,
+            timing,
+        } => ChangeLoad {
             // Without resourceVersion: etcd on the API servers of 2024, the watch cache on
             // today's (consistent reads from cache) — as the calibration measured.
             cost: list_cost(
@@ -112,10 +123,18 @@ pub fn change_load(pattern: Pattern, cal: &Calibration, cluster: &ClusterSpec) -
                 cal.api_server.fraction_of_unversioned_lists_from_etcd,
             ),
             requests_per_agent_per_second: 1.0 / interval_seconds,
-            retry: RetryPolicy {
-                fraction: 1.0,
-                delay_seconds: 1.0,
-            },
+            timing,
+            retry: poller,
+            ..idle
+        },
+        Pattern::NodeList {
+            interval_seconds,
+            timing,
+        } => ChangeLoad {
+            cost: list_cost(cal, f64::from(cluster.pods_per_node), FROM_CACHE),
+            requests_per_agent_per_second: 1.0 / interval_seconds,
+            timing,
+            retry: poller,
             ..idle
         },
         Pattern::WatchAll => ChangeLoad {
@@ -152,6 +171,27 @@ pub fn change_load(pattern: Pattern, cal: &Calibration, cluster: &ClusterSpec) -
 }
 
 impl ChangeLoad {
+    /// Periodic requests `agents` agents make in the step that ends at step `step` of `dt`
+    /// seconds: a step's share when spread, a whole interval's at once when synchronized.
+    #[must_use]
+    pub fn periodic_requests(&self, agents: f64, step: usize, dt: f64) -> f64 {
+        let per_second = agents * self.requests_per_agent_per_second;
+        match self.timing {
+            Timing::Jittered => per_second * dt,
+            Timing::Synchronized => {
+                // A whole positive number of steps per interval.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let steps =
+                    ((1.0 / (self.requests_per_agent_per_second * dt)).round() as usize).max(1);
+                if step > 0 && step.is_multiple_of(steps) {
+                    agents
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+
     /// API server CPU, in cores, that `agents` agents would ask for in steady state if nothing
     /// were rejected (the offered load).
     #[must_use]
@@ -186,7 +226,7 @@ mod tests {
         fn naive_list_load_is_monotonic_in_cluster_size(a in 1u32..20_000, b in 1u32..20_000) {
             let (small, big) = (a.min(b), a.max(b));
             let cal = Calibration::default();
-            let pattern = Pattern::NaiveList { interval_seconds: 30.0 };
+            let pattern = Pattern::NaiveList { interval_seconds: 30.0, timing: Timing::Jittered };
             let ls = change_load(pattern, &cal, &cluster(small));
             let lb = change_load(pattern, &cal, &cluster(big));
             prop_assert!(lb.cost.cpu_seconds >= ls.cost.cpu_seconds);
@@ -197,6 +237,30 @@ mod tests {
     }
 
     #[test]
+    fn synchronized_calls_ask_as_much_as_spread_ones_all_at_once() {
+        let cal = Calibration::default();
+        let load = |timing| {
+            let pattern = Pattern::NaiveList {
+                interval_seconds: 600.0,
+                timing,
+            };
+            change_load(pattern, &cal, &cluster(100))
+        };
+        let per_step = |timing| -> Vec<f64> {
+            (1..=1200)
+                .map(|step| load(timing).periodic_requests(50.0, step, 1.0))
+                .collect()
+        };
+        let (spread, synchronized) = (per_step(Timing::Jittered), per_step(Timing::Synchronized));
+        let total = |v: &[f64]| v.iter().sum::<f64>();
+        assert!((total(&spread) - 100.0).abs() < 1e-9);
+        assert!((total(&synchronized) - 100.0).abs() < 1e-9);
+        // Every node at once, at the 600th and 1200th second.
+        assert_eq!(synchronized.iter().filter(|&&r| r > 0.0).count(), 2);
+        assert_eq!(synchronized[599], 50.0);
+    }
+
+    #[test]
     fn patterns_scale_as_the_load_lab_says() {
         let cal = Calibration::default();
         let per_node = |p: Pattern, n: u32| {
@@ -204,6 +268,7 @@ mod tests {
         };
         let naive = Pattern::NaiveList {
             interval_seconds: 30.0,
+            timing: Timing::Jittered,
         };
         // Per-node cost grows with cluster size for the cluster-wide patterns...
         assert!(per_node(naive, 5000) > 50.0 * per_node(naive, 50));

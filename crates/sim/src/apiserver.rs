@@ -53,6 +53,16 @@ pub struct RequestCost {
     pub timeout_seconds: f64,
 }
 
+impl RequestCost {
+    /// Seconds one request holds its seats and memory on an uncontended API server: its CPU at
+    /// a full core, plus its etcd read alone. The estimate a caller makes from the flow's served
+    /// requests, applied to those APF rejected or queued too.
+    #[must_use]
+    pub fn hold_seconds(&self, cal: &Calibration) -> f64 {
+        self.cpu_seconds + self.etcd_objects / cal.etcd.objects_per_second
+    }
+}
+
 /// Cumulative request outcomes of a flow (fluid counts).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Counters {
@@ -74,6 +84,8 @@ pub struct FlowStep {
     pub p99_seconds: f64,
     /// CPU spent on the flow's requests, cores.
     pub cores: f64,
+    /// APF seats its executing requests occupied, on average over the step.
+    pub seats: f64,
 }
 
 /// The cluster's demands for one step.
@@ -332,6 +344,7 @@ impl ApiServers {
                 failed,
                 p99_seconds: (wait + 4.6 * exec[f]).min(c.timeout_seconds),
                 cores: concurrency[f] * r,
+                seats: concurrency[f] * c.seats,
             };
         }
         let executing: f64 = concurrency.iter().sum();

@@ -1,7 +1,7 @@
 //! One cluster: its API servers, its nodes' DNS caches, the change's agents on its nodes, its
 //! control-plane SLIs and alert. Nodes are counts, never objects.
 
-use fleetwatch_rollout::Observation;
+use fleetwatch_rollout::{Observation, Resources};
 use rand_chacha::ChaCha8Rng;
 
 use crate::{
@@ -56,8 +56,9 @@ struct Slis {
     rejected: Ewma,
     base_resolved: Ewma,
     base_served: Ewma,
-    change_cores: Ewma,
     other_cores: Ewma,
+    other_memory: Ewma,
+    other_seats: Ewma,
     cpu: Ewma,
 }
 
@@ -123,6 +124,8 @@ pub struct Cluster {
     retries: RetryRing,
     slis: Slis,
     breach_since: Option<f64>,
+    /// What the change asked so far (core-, byte- and seat-seconds), rejected requests included.
+    asked: Resources,
     down: bool,
     down_seconds: f64,
     rng: ChaCha8Rng,
@@ -152,6 +155,7 @@ impl Cluster {
             retries: RetryRing::new(load.retry.delay_seconds, env.dt),
             slis: Slis::default(),
             breach_since: None,
+            asked: Resources::default(),
             down: false,
             down_seconds: 0.0,
             spec,
@@ -239,11 +243,32 @@ impl Cluster {
                 0.0
             },
             restarts: self.api.restarts(),
-            change_cost_cores: s.change_cores.0,
             admitted_nodes: self.agents,
-            other_cores: s.other_cores.0,
             failing_node_fraction: self.dns.failing() / f64::from(self.spec.nodes),
+            change_asked_total: self.asked,
+            other_in_use: Resources {
+                cpu_cores: s.other_cores.0,
+                memory_bytes: s.other_memory.0,
+                seats: s.other_seats.0,
+            },
         }
+    }
+
+    /// Adds one step of what the change asks: every request it issued this step (retries of
+    /// rejected ones included) at its estimated cost, its watches' CPU and memory.
+    fn accrue_asked(
+        &mut self,
+        requests: f64,
+        background_cores: f64,
+        watch_bytes: f64,
+        env: &Env<'_>,
+    ) {
+        let cost = &self.load.cost;
+        let hold = cost.hold_seconds(env.cal);
+        let asked = &mut self.asked;
+        asked.cpu_cores += requests * cost.cpu_seconds + background_cores * env.dt;
+        asked.memory_bytes += requests * cost.memory_bytes * hold + watch_bytes * env.dt;
+        asked.seats += requests * cost.seats * hold;
     }
 
     /// Advances the cluster by one step (`step` counts steps from the start).
@@ -261,7 +286,7 @@ impl Cluster {
         let agents = self.ramp_from + (self.target - self.ramp_from) * self.ramp_progress;
         let started = (agents - self.agents).max(0.0);
         self.agents = agents;
-        let load = &self.load;
+        let load = self.load;
         let running = if agents > 0.0 { 1.0 } else { 0.0 };
         let up = f64::from(self.api.replicas_up());
 
@@ -273,7 +298,7 @@ impl Cluster {
         let arrivals = [
             nodes * cal.cluster.requests_per_node_per_second * dt,
             dns_lookups,
-            agents * load.requests_per_agent_per_second * dt
+            load.periodic_requests(agents, step, dt)
                 + (started + std::mem::take(&mut self.relist)) * load.requests_per_start
                 + running * up * load.cluster_requests_per_replica_per_second * dt
                 + self.retries.take(step),
@@ -282,10 +307,17 @@ impl Cluster {
             agents * load.background_cores_per_agent + running * load.cluster_background_cores;
         let base_background = nodes * cal.cluster.background_cores_per_node;
         let a = &cal.api_server;
-        let watches = agents * load.watches_per_agent + nodes;
-        let resident = a.memory_bytes_base
+        let change_watch_bytes = agents * load.watches_per_agent * a.memory_bytes_per_watch;
+        let other_resident = a.memory_bytes_base
             + self.spec.pods() * a.memory_bytes_per_cached_object
-            + watches * a.memory_bytes_per_watch / up.max(1.0);
+            + nodes * a.memory_bytes_per_watch / up.max(1.0);
+        let resident = other_resident + change_watch_bytes / up.max(1.0);
+        self.accrue_asked(
+            arrivals[Flow::Change as usize],
+            change_background,
+            change_watch_bytes,
+            env,
+        );
         let change_level = if env.quarantine {
             Level::Quarantine
         } else {
@@ -333,9 +365,14 @@ impl Cluster {
         s.base_resolved
             .add(base.served + base.rejected + base.failed, alpha);
         s.base_served.add(base.served, alpha);
-        s.change_cores.add(change.cores + change_background, alpha);
         s.other_cores
             .add(base.cores + dns_out.cores + base_background, alpha);
+        s.other_memory.add(other_resident * up, alpha);
+        let other_seats: f64 = (0..FLOWS)
+            .filter(|&f| f != Flow::Change as usize && input.levels[f] == Level::Workload)
+            .map(|f| out.flows[f].seats)
+            .sum();
+        s.other_seats.add(other_seats, alpha);
         s.cpu.add(out.cpu_utilization, alpha);
         let availability = if s.base_resolved.0 > 0.0 {
             s.base_served.0 / s.base_resolved.0

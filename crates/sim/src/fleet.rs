@@ -136,8 +136,18 @@ impl Fleet {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "pattern", rename_all = "kebab-case")]
 pub enum Pattern {
-    /// Every node LISTs all pods cluster-wide every interval, from etcd; retries a 429 after 1 s.
-    NaiveList { interval_seconds: f64 },
+    /// Every node LISTs all pods cluster-wide every interval, without resourceVersion (from etcd
+    /// on the API servers of 2024); retries a 429 after 1 s.
+    NaiveList {
+        interval_seconds: f64,
+        timing: Timing,
+    },
+    /// Every node LISTs its own pods every interval from the watch cache (`resourceVersion=0`,
+    /// `spec.nodeName` field selector): periodic, but its cost does not grow with the cluster.
+    NodeList {
+        interval_seconds: f64,
+        timing: Timing,
+    },
     /// Every node watches all pods cluster-wide (a LIST from the watch cache, then a watch).
     WatchAll,
     /// Every node watches its own pods (`spec.nodeName` field selector, served by the watch-cache
@@ -146,6 +156,18 @@ pub enum Pattern {
     /// fleetwatch: one budgeted collector per cluster scrapes the API servers; node agents read
     /// the kubelet and make no API request.
     Fleetwatch,
+}
+
+/// When the nodes of a periodic pattern make their calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Timing {
+    /// Spread evenly over the interval (each node with its own jittered phase).
+    #[default]
+    Jittered,
+    /// All at once, at every multiple of the interval since the run started (a cron schedule,
+    /// or agents that all started together and never jitter).
+    Synchronized,
 }
 
 /// The change being rolled out: a per-node agent (a DaemonSet).

@@ -7,7 +7,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::{
     error::{Result, SimError},
-    fleet::{ApiServerSpec, Change, ClusterSpec, DnsSpec, Fleet, GIB, Pattern},
+    fleet::{ApiServerSpec, Change, ClusterSpec, DnsSpec, Fleet, GIB, Pattern, Timing},
     scenario::{self, Guard, Protections},
 };
 use fleetwatch_rollout::{DeclaredCache, Policy, ProjectionPolicy, SloGates, WaveStyle};
@@ -116,6 +116,7 @@ struct ApiServersFile {
 #[serde(rename_all = "kebab-case")]
 enum PatternName {
     NaiveList,
+    NodeList,
     WatchAll,
     WatchNode,
     Fleetwatch,
@@ -128,6 +129,8 @@ struct ChangeFile {
     pattern: PatternName,
     #[serde(default)]
     list_interval_seconds: Option<Positive>,
+    #[serde(default)]
+    timing: Option<Timing>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +162,8 @@ struct PolicyFile {
     slo: Option<SloGates>,
     #[serde(default)]
     max_projected_utilization: Option<Fraction>,
+    #[serde(default)]
+    projection_window_minutes: Option<Positive>,
     #[serde(default)]
     max_failing_node_fraction: Option<Fraction>,
 }
@@ -244,19 +249,27 @@ pub fn parse_fleet(file: &str, text: &str) -> Result<Fleet> {
 /// [`SimError::Parse`] with line and column, or [`SimError::Invalid`].
 pub fn parse_change(file: &str, text: &str) -> Result<Change> {
     let f: ChangeFile = parse_yaml(file, text)?;
-    let pattern = match (f.pattern, f.list_interval_seconds) {
-        (PatternName::NaiveList, interval) => Pattern::NaiveList {
-            interval_seconds: interval.map_or(30.0, |i| i.0),
+    let interval_seconds = f.list_interval_seconds.map_or(30.0, |i| i.0);
+    let timing = f.timing.unwrap_or_default();
+    let periodic = f.list_interval_seconds.is_some() || f.timing.is_some();
+    let pattern = match f.pattern {
+        PatternName::NaiveList => Pattern::NaiveList {
+            interval_seconds,
+            timing,
         },
-        (_, Some(_)) => {
+        PatternName::NodeList => Pattern::NodeList {
+            interval_seconds,
+            timing,
+        },
+        _ if periodic => {
             return Err(SimError::invalid(
                 file,
-                "list_interval_seconds applies only to pattern naive-list",
+                "list_interval_seconds and timing apply only to patterns naive-list and node-list",
             ));
         }
-        (PatternName::WatchAll, None) => Pattern::WatchAll,
-        (PatternName::WatchNode, None) => Pattern::WatchNode,
-        (PatternName::Fleetwatch, None) => Pattern::Fleetwatch,
+        PatternName::WatchAll => Pattern::WatchAll,
+        PatternName::WatchNode => Pattern::WatchNode,
+        PatternName::Fleetwatch => Pattern::Fleetwatch,
     };
     Ok(Change {
         name: f.name,
@@ -333,10 +346,16 @@ pub fn parse_policy(file: &str, text: &str, dns: &DnsSpec) -> Result<PolicyInput
     if let Some(slo) = f.slo {
         policy.gates = Some(slo);
     }
-    if let Some(v) = f.max_projected_utilization {
+    if f.max_projected_utilization.is_some() || f.projection_window_minutes.is_some() {
+        let defaults = policy.projection.unwrap_or_default();
         policy.projection = Some(ProjectionPolicy {
-            max_utilization: v.0,
-            ..policy.projection.unwrap_or_default()
+            max_utilization: f
+                .max_projected_utilization
+                .map_or(defaults.max_utilization, |v| v.0),
+            window_seconds: f
+                .projection_window_minutes
+                .map_or(defaults.window_seconds, |v| v.0 * 60.0),
+            ..defaults
         });
     }
     if let Some(v) = f.max_failing_node_fraction {
@@ -433,6 +452,30 @@ mod tests {
     }
 
     #[test]
+    fn periodic_changes_and_their_window_parse() {
+        let hourly =
+            "name: x\npattern: naive-list\nlist_interval_seconds: 3600\ntiming: synchronized\n";
+        assert_eq!(
+            parse_change("c", hourly).expect("valid").pattern,
+            Pattern::NaiveList {
+                interval_seconds: 3600.0,
+                timing: Timing::Synchronized
+            }
+        );
+        let (line, _, message) = parse_error(parse_change(
+            "c",
+            "name: x\npattern: node-list\ntiming: hourly\n",
+        ));
+        assert_eq!(line, 3, "{message}");
+        assert!(message.contains("synchronized"), "{message}");
+        let policy = "guard: on\nprojection_window_minutes: 60\n";
+        let parsed = parse_policy("p", policy, &DnsSpec::default()).expect("valid");
+        assert_eq!(parsed.policy.bake_seconds(), 300.0 + 3600.0);
+        let projection = parsed.policy.projection.expect("guarded");
+        assert_eq!(projection.window_seconds, 3600.0);
+    }
+
+    #[test]
     fn whole_file_problems_are_reported() {
         let dup = "clusters:\n  - name: a\n    nodes: 1\n  - name: a\n    nodes: 2\n";
         assert!(matches!(
@@ -441,6 +484,11 @@ mod tests {
         ));
         assert!(matches!(
             parse_fleet("f", "clusters: []\n"),
+            Err(SimError::Invalid { .. })
+        ));
+        let timed = "name: x\npattern: watch-all\ntiming: synchronized\n";
+        assert!(matches!(
+            parse_change("c", timed),
             Err(SimError::Invalid { .. })
         ));
         let mixed = "guard: off\ngrowth: 3\n";

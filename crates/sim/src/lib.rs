@@ -4,7 +4,8 @@
 //! etcd; per-node agents of the load lab's client patterns; node-local DNS caches and the data
 //! plane's dependency on the control plane; alerting; customer impact), the scenarios, and the
 //! run summaries and reports. It drives the rollout engine of `fleetwatch-rollout` unchanged,
-//! through that crate's `Backend` trait.
+//! through that crate's sans-I/O boundary: it hands the engine every cluster's reading and
+//! carries out the actions the engine returns.
 //! Must not: do I/O, read clocks or use unseeded randomness — the CLI is the shell that reads
 //! files, shows progress and writes reports. Must not allocate per node: nodes are counts by
 //! state, so memory does not depend on the fleet's node count.
@@ -32,7 +33,7 @@ pub mod scenario;
 
 pub use calibration::Calibration;
 pub use error::{Result, SimError};
-pub use fleet::{Change, ClusterSpec, DnsSpec, Fleet, Pattern};
+pub use fleet::{Change, ClusterSpec, DnsSpec, Fleet, Pattern, Timing};
 pub use report::{JsonReport, html_report, text_report};
 pub use run::{RunResult, RunSpec, RunSummary, Simulation, run};
 pub use scenario::{Guard, Protections};

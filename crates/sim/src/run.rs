@@ -5,7 +5,7 @@
 //! No clock, no I/O: the caller drives [`Simulation::advance`] and reads the result.
 
 use fleetwatch_rollout::{
-    Backend, ClusterId, Engine, Event, HaltReason, Observation, Phase, Plan, Policy, Step, Target,
+    Action, Engine, Event, HaltReason, Phase, Plan, Policy, Reading, Resources, Target,
 };
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -15,7 +15,7 @@ use crate::{
     calibration::Calibration,
     cluster::{Cluster, Env},
     error::Result,
-    fleet::{Change, Fleet, LARGE_CLUSTER_NODES, SizeClass},
+    fleet::{ApiServerSpec, Change, Fleet, LARGE_CLUSTER_NODES, SizeClass},
     rng,
     scenario::{Guard, Protections},
 };
@@ -118,24 +118,6 @@ pub struct RunResult {
     pub plan: Plan,
 }
 
-/// The rollout engine's view of the fleet.
-struct FleetBackend<'a> {
-    clusters: &'a mut [Cluster],
-    break_glass: bool,
-}
-
-impl Backend for FleetBackend<'_> {
-    fn apply(&mut self, step: &Step) {
-        self.clusters[step.cluster.0].apply(step.node_fraction);
-    }
-    fn roll_back(&mut self, cluster: ClusterId) {
-        self.clusters[cluster.0].roll_back(self.break_glass);
-    }
-    fn observe(&self, cluster: ClusterId) -> Observation {
-        self.clusters[cluster.0].observe()
-    }
-}
-
 /// A run in progress.
 #[derive(Debug)]
 pub struct Simulation {
@@ -181,7 +163,7 @@ impl Simulation {
                 name: c.name.clone(),
                 nodes: c.nodes,
                 staging: c.staging,
-                capacity_cores: c.api.total_cores(),
+                capacity: capacity(&c.api, &spec.calibration),
             })
             .collect();
         let engine = Engine::new(targets, spec.policy.clone())?;
@@ -287,14 +269,7 @@ impl Simulation {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let every = |seconds: f64| (seconds / dt).round().max(1.0) as usize;
         if self.step.is_multiple_of(every(ENGINE_TICK_SECONDS)) && !self.engine.is_finished() {
-            let mut backend = FleetBackend {
-                clusters: &mut self.clusters,
-                break_glass: self.spec.protections.break_glass,
-            };
-            let events = self.engine.tick(now, &mut backend);
-            for e in events {
-                self.record(&e);
-            }
+            self.tick_engine(now);
         }
         self.respond(now);
 
@@ -403,6 +378,29 @@ impl Simulation {
         }
     }
 
+    /// The simulator's side of the engine's sans-I/O boundary: every cluster answers (the
+    /// simulator sees them all), and every action is carried out and confirmed at once.
+    fn tick_engine(&mut self, now: f64) {
+        let readings: Vec<Reading> = self
+            .clusters
+            .iter()
+            .map(|c| Reading::Observed(c.observe()))
+            .collect();
+        let tick = self.engine.tick(now, &readings);
+        for e in &tick.events {
+            self.record(e);
+        }
+        for action in &tick.actions {
+            match *action {
+                Action::Apply(step) => self.clusters[step.cluster.0].apply(step.node_fraction),
+                Action::RollBack { cluster } => {
+                    self.clusters[cluster.0].roll_back(self.spec.protections.break_glass);
+                }
+            }
+            self.engine.confirm(action, now);
+        }
+    }
+
     /// The responders' rollback and manual recoveries (without break-glass, clusters whose control
     /// plane is down are locked out until recovered by hand).
     fn respond(&mut self, now: f64) {
@@ -477,7 +475,18 @@ impl Simulation {
                 let text = self.halt_text(reason);
                 self.log(format!("rollout halted in wave {wave}: {text}"));
             }
-            Event::RolledBack { clusters, .. } => {
+            Event::Paused { unreachable, .. } => {
+                self.log(format!(
+                    "rollout paused: {} cluster(s) unreachable",
+                    unreachable.len()
+                ));
+            }
+            Event::Unpaused { .. } => self.log("rollout unpaused: every cluster answers".into()),
+            Event::Gap { from, at } => self.log(format!(
+                "no readings for {:.0} s: not counted as bake",
+                at - from
+            )),
+            Event::RollingBack { clusters, .. } => {
                 let via = if self.spec.protections.break_glass {
                     " through the break-glass lane"
                 } else {
@@ -507,13 +516,9 @@ impl Simulation {
                     failing_fraction * 100.0
                 )
             }
-            HaltReason::ProjectedOverload(p) => format!(
-                "projected load on {} would be {:.0} cores ({:?} fit) against {:.0} cores of headroom",
-                self.describe(p.cluster.0),
-                p.projected_cores,
-                p.fit,
-                p.headroom_cores
-            ),
+            HaltReason::ProjectedOverload(p) => {
+                format!("at full size {}: {p}", self.describe(p.cluster.0))
+            }
         }
     }
 
@@ -589,6 +594,18 @@ impl Simulation {
             series: self.series,
             plan: self.engine.plan().clone(),
         }
+    }
+}
+
+/// What a control plane can give the change, as the rollout engine's capacity hints: its CPU and
+/// memory, and the seats of the `workload` level, where the change runs once its quarantine lane
+/// is gone.
+fn capacity(api: &ApiServerSpec, cal: &Calibration) -> Resources {
+    let replicas = f64::from(api.replicas);
+    Resources {
+        cpu_cores: api.total_cores(),
+        memory_bytes: replicas * api.memory_bytes_per_replica,
+        seats: replicas * cal.apf.seats_per_replica * cal.apf.workload_share,
     }
 }
 

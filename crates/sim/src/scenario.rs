@@ -1,12 +1,13 @@
 //! Built-in scenarios and the two rollout disciplines they compare.
 
 use fleetwatch_rollout::{
-    BakePolicy, DeclaredCache, Policy, ProjectionPolicy, SloGates, WaveStyle,
+    BakePolicy, DEFAULT_MAX_READING_GAP_SECONDS, DeclaredCache, Policy, ProjectionPolicy, SloGates,
+    WaveStyle,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    fleet::{Change, ClusterSpec, DnsSpec, Fleet, Pattern},
+    fleet::{Change, ClusterSpec, DnsSpec, Fleet, Pattern, Timing},
     rng,
 };
 
@@ -54,6 +55,7 @@ pub fn guard_policy(guard: Guard, dns: &DnsSpec) -> (Policy, Protections) {
                     caches: Vec::new(),
                     margin_seconds: 0.0,
                     min_seconds: 480.0,
+                    max_reading_gap_seconds: DEFAULT_MAX_READING_GAP_SECONDS,
                 },
                 gates: None,
                 max_failing_node_fraction: Some(0.01),
@@ -78,6 +80,7 @@ pub fn guard_policy(guard: Guard, dns: &DnsSpec) -> (Policy, Protections) {
                     }],
                     margin_seconds: 300.0,
                     min_seconds: 600.0,
+                    max_reading_gap_seconds: DEFAULT_MAX_READING_GAP_SECONDS,
                 },
                 gates: Some(SloGates::default()),
                 max_failing_node_fraction: Some(0.01),
@@ -152,6 +155,7 @@ pub fn dec_2024_change() -> Change {
         name: "node-telemetry-agent".into(),
         pattern: Pattern::NaiveList {
             interval_seconds: 30.0,
+            timing: Timing::Jittered,
         },
     }
 }
