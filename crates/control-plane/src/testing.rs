@@ -114,6 +114,28 @@ impl Dedicated {
     }
 }
 
+impl Dedicated {
+    /// A lab under `dir` with the DaemonSet controller, kube-scheduler and kwok, holding `nodes`
+    /// of kwok's fake nodes (see [`crate::plane::kwok`]); panics saying what failed.
+    pub async fn with_kwok_nodes(dir: &Path, nodes: usize) -> Dedicated {
+        let mut options = LabOptions::new(dir);
+        options.controllers = true;
+        options.kwok = true;
+        let plane = Dedicated::start(options)
+            .await
+            .unwrap_or_else(|e| panic!("the lab with kube-scheduler and kwok cannot start: {e}"));
+        let admin = plane.admin_client().await.expect("admin client");
+        let spec = crate::PopulateSpec {
+            kwok: true,
+            ..crate::PopulateSpec::new(nodes, 0)
+        };
+        crate::populate(&admin, &spec, &|_, _| {})
+            .await
+            .unwrap_or_else(|e| panic!("creating {nodes} kwok nodes: {e}"));
+        plane
+    }
+}
+
 impl std::ops::Deref for Dedicated {
     type Target = ControlPlane;
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use fleetwatch_control_plane::populate::{KWOK_NODE_LABEL, node_name};
 use fleetwatch_control_plane::testing::Dedicated;
-use fleetwatch_control_plane::{LabOptions, PopulateSpec, populate};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -34,21 +33,8 @@ const LEASE_PERIOD: Duration = Duration::from_secs(40);
 #[tokio::test]
 async fn a_daemonset_rolls_out_onto_kwok_nodes_and_node_affinity_confines_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut options = LabOptions::new(tmp.path().join("lab"));
-    options.controllers = true;
-    options.kwok = true;
-    let plane = Dedicated::start(options)
-        .await
-        .unwrap_or_else(|e| panic!("the lab with kube-scheduler and kwok cannot start: {e}"));
+    let plane = Dedicated::with_kwok_nodes(&tmp.path().join("lab"), NODES).await;
     let admin = plane.admin_client().await.expect("admin client");
-
-    let spec = PopulateSpec {
-        kwok: true,
-        ..PopulateSpec::new(NODES, 0)
-    };
-    populate(&admin, &spec, &|_, _| {})
-        .await
-        .expect("kwok nodes");
     let nodes: Api<Node> = Api::all(admin.clone());
     kwok_reports_them_ready(&nodes).await;
     for i in 0..CANARY_NODES {

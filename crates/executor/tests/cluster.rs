@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use fleetwatch_client::{Client, Settings, Source};
 use fleetwatch_control_plane::testing::Dedicated;
-use fleetwatch_control_plane::{LabOptions, PopulateSpec, populate};
 use fleetwatch_executor::change::{Change, parse};
 use fleetwatch_executor::cluster::{Cluster, ClusterError};
 use fleetwatch_executor::quarantine::{LaneSize, lane_name};
@@ -53,6 +52,14 @@ fn change(text: &str) -> Change {
         &[(PathBuf::from("change/probe.yaml"), text.to_owned())],
     )
     .expect("a valid change")
+}
+
+/// Whether the cluster has no `name` (of `api`'s kind).
+async fn absent<K>(api: &Api<K>, name: &str) -> bool
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await.expect("get").is_none()
 }
 
 /// The nodes the change's pods run on, once every pod is Running and Ready.
@@ -106,20 +113,8 @@ async fn runs_on_exactly_the_admitted_nodes(pods: &Api<Pod>, nodes: &Api<Node>, 
 #[tokio::test]
 async fn a_change_is_dry_run_admitted_wave_by_wave_and_rolled_back() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut options = LabOptions::new(tmp.path().join("lab"));
-    options.controllers = true;
-    options.kwok = true;
-    let plane = Dedicated::start(options)
-        .await
-        .unwrap_or_else(|e| panic!("the lab with kube-scheduler and kwok cannot start: {e}"));
+    let plane = Dedicated::with_kwok_nodes(&tmp.path().join("lab"), NODES).await;
     let admin = plane.admin_client().await.expect("admin client");
-    let spec = PopulateSpec {
-        kwok: true,
-        ..PopulateSpec::new(NODES, 0)
-    };
-    populate(&admin, &spec, &|_, _| {})
-        .await
-        .expect("kwok nodes");
     let client = Client::connect(
         Source::Kubeconfig {
             path: plane.kubeconfig(),
@@ -146,13 +141,7 @@ async fn a_change_is_dry_run_admitted_wave_by_wave_and_rolled_back() {
         other => panic!("a namespace with an unknown field passed the dry run: {other:?}"),
     }
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
-    assert!(
-        namespaces
-            .get_opt("probe-system")
-            .await
-            .expect("get")
-            .is_none()
-    );
+    assert!(absent(&namespaces, "probe-system").await);
 
     // The good change: what lives in its own new namespace cannot be checked before it exists.
     let good = change(CHANGE);
@@ -165,26 +154,14 @@ async fn a_change_is_dry_run_admitted_wave_by_wave_and_rolled_back() {
         dry.unchecked,
         ["change/probe.yaml:5:1", "change/probe.yaml:9:1"]
     );
-    assert!(
-        namespaces
-            .get_opt("probe-system")
-            .await
-            .expect("get")
-            .is_none()
-    );
+    assert!(absent(&namespaces, "probe-system").await);
 
     cluster
         .install_lane(&good, LaneSize::default())
         .await
         .expect("the quarantine lane");
     let schemas: Api<FlowSchema> = Api::all(admin.clone());
-    assert!(
-        schemas
-            .get_opt(&lane_name("node-probe"))
-            .await
-            .expect("get")
-            .is_some()
-    );
+    assert!(!absent(&schemas, &lane_name("node-probe")).await);
 
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "probe-system");
     let nodes: Api<Node> = Api::all(admin.clone());
@@ -213,13 +190,7 @@ async fn a_change_is_dry_run_admitted_wave_by_wave_and_rolled_back() {
     let unlabelled = cluster.roll_back(&good, None).await.expect("roll back");
     assert_eq!(unlabelled, 10);
     cluster.remove_lane(&good).await.expect("remove the lane");
-    assert!(
-        schemas
-            .get_opt(&lane_name("node-probe"))
-            .await
-            .expect("get")
-            .is_none()
-    );
+    assert!(absent(&schemas, &lane_name("node-probe")).await);
     let labelled = nodes
         .list(&ListParams::default().labels("rollout.fleetwatch.dev/node-probe"))
         .await

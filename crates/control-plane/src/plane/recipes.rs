@@ -89,13 +89,8 @@ pub(crate) fn audit_log(policy: &Path, log: &Path) -> Vec<String> {
 
 /// kube-controller-manager as the admin (`kubeconfig`), serving on loopback at `port`.
 pub(crate) fn controller_manager(kubeconfig: &Path, port: u16, pki: &Path) -> Vec<String> {
-    let kubeconfig = kubeconfig.display();
-    vec![
-        format!("--kubeconfig={kubeconfig}"),
-        format!("--authentication-kubeconfig={kubeconfig}"),
-        format!("--authorization-kubeconfig={kubeconfig}"),
-        "--bind-address=127.0.0.1".to_owned(),
-        format!("--secure-port={port}"),
+    let mut args = component_base(kubeconfig, port);
+    args.extend([
         format!("--cert-dir={}", pki.join("kcm").display()),
         format!("--root-ca-file={}", pki.join("serving-ca.crt").display()),
         format!(
@@ -110,6 +105,20 @@ pub(crate) fn controller_manager(kubeconfig: &Path, port: u16, pki: &Path) -> Ve
         // fills them.
         "--controllers=*,-node-lifecycle-controller,-node-ipam-controller,-replicaset-controller"
             .to_owned(),
+    ]);
+    args
+}
+
+/// What kube-controller-manager and kube-scheduler share: `kubeconfig`'s user for the API and
+/// for delegated authentication and authorization, serving on loopback at `port`.
+fn component_base(kubeconfig: &Path, port: u16) -> Vec<String> {
+    let kubeconfig = kubeconfig.display();
+    vec![
+        format!("--kubeconfig={kubeconfig}"),
+        format!("--authentication-kubeconfig={kubeconfig}"),
+        format!("--authorization-kubeconfig={kubeconfig}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--secure-port={port}"),
     ]
 }
 
@@ -118,17 +127,13 @@ pub(crate) fn controller_manager(kubeconfig: &Path, port: u16, pki: &Path) -> Ve
 /// kube-controller-manager: a lab runs one, and one that lost its lease while the API server
 /// restarts (fault injection) would exit.
 pub(crate) fn scheduler(kubeconfig: &Path, port: u16, cert: &Path, key: &Path) -> Vec<String> {
-    let kubeconfig = kubeconfig.display();
-    vec![
-        format!("--kubeconfig={kubeconfig}"),
-        format!("--authentication-kubeconfig={kubeconfig}"),
-        format!("--authorization-kubeconfig={kubeconfig}"),
-        "--bind-address=127.0.0.1".to_owned(),
-        format!("--secure-port={port}"),
+    let mut args = component_base(kubeconfig, port);
+    args.extend([
         format!("--tls-cert-file={}", cert.display()),
         format!("--tls-private-key-file={}", key.display()),
         "--leader-elect=false".to_owned(),
-    ]
+    ]);
+    args
 }
 
 /// kwok as `kubeconfig`'s user, with its Stages from the files `stages` (no CRDs: nothing is
