@@ -14,14 +14,16 @@
 //!   and the DaemonSet's admission affinity;
 //! - [`quarantine`]: the change's own FlowSchema and priority level;
 //! - [`cluster`]: one cluster through the budgeted client — dry run, lane, admission, rollback;
+//! - [`fleet`]: the fleet file (the simulator's format, plus how to reach each cluster);
 //! - [`journal`]: atomic, durable writes of the run's state.
 //!
-//! `cluster` uses the others; `quarantine` takes the change's service account from `change`;
-//! the rest are leaves. Still to come (issue 13): the loop that carries the engine's actions out and
-//! observes the clusters, the fleet file, and the `fleetwatch rollout` commands.
+//! `cluster` uses `admission`, `change` and `quarantine`; `quarantine` and `fleet` take a type
+//! each from `change`; the rest are leaves. Still to come (issue 13): the loop that carries the
+//! engine's actions out and observes the clusters, and the `fleetwatch rollout` commands.
 
 pub mod admission;
 pub mod change;
 pub mod cluster;
+pub mod fleet;
 pub mod journal;
 pub mod quarantine;

@@ -102,6 +102,14 @@ struct ClusterFile {
     pods_per_node: Option<NonZeroU32>,
     #[serde(default)]
     api_servers: Option<ApiServersFile>,
+    /// How `fleetwatch rollout` reaches the cluster (its fleet file is this format): accepted
+    /// and ignored here, so one file describes the fleet to both.
+    #[serde(default, rename = "kubeconfig")]
+    _kubeconfig: Option<String>,
+    #[serde(default, rename = "context")]
+    _context: Option<String>,
+    #[serde(default, rename = "region")]
+    _region: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +390,15 @@ mod tests {
         include_str!("../../../examples/policy-guarded.yaml"),
         include_str!("../../../examples/policy-unguarded.yaml"),
     ];
+
+    #[test]
+    fn a_rollout_fleet_file_with_node_counts_simulates() {
+        let text = "clusters:\n  - {name: s, nodes: 20, staging: true, kubeconfig: s.yaml}\n  \
+                    - {name: l, nodes: 1000, kubeconfig: ~/l.yaml, context: c, region: eu}\n";
+        let fleet = parse_fleet("fleet.yaml", text).expect("a rollout's fleet file");
+        assert_eq!(fleet.clusters.len(), 2);
+        assert_eq!(fleet.clusters[1].nodes, 1000);
+    }
 
     #[test]
     fn examples_parse() {
