@@ -44,7 +44,7 @@ async fn a_real_api_server_audits_to_the_receiver() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     let address = listener.local_addr().expect("its address");
     let mut options = LabOptions::new(tmp.path().join("lab"));
-    options.audit_webhook = Some(AuditWebhook {
+    options.audit_webhook = Some(AuditWebhook::Receiver {
         url: format!("https://{address}{PATH}"),
         ca_pem: receiver_tls.ca_pem.clone(),
         policy: METADATA_AUDIT_POLICY.to_owned(),

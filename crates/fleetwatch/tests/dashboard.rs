@@ -7,6 +7,7 @@
 // The test creates a DaemonSet and LISTs with the lab's admin client.
 #![allow(clippy::disallowed_types)]
 
+mod common;
 mod lab_collector;
 
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fleetwatch_control_plane::pki;
-use fleetwatch_control_plane::plane::{AuditWebhook, LabOptions, METADATA_AUDIT_POLICY};
+use fleetwatch_control_plane::plane::{AuditWebhook, LabOptions};
 use fleetwatch_control_plane::populate::{PopulateSpec, from_json, node_name, populate};
 use fleetwatch_control_plane::testing::{self, Dedicated};
 use fleetwatch_telemetry::testing::{self as prometheus, Prometheus, ScrapeTarget};
@@ -240,34 +241,60 @@ async fn every_panel_query_parses_and_returns_data_from_the_lab() {
 }
 
 /// The panels marked as needing the audit webhook return data once it is on: a lab of the
-/// test's own whose API server audits to the collector's receiver.
+/// test's own whose API server audits to the collector's receiver with exactly the webhook
+/// kubeconfig and policy the chart renders (`audit.enabled`), so this also proves those files
+/// work as the chart says to use them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_audit_panels_return_data_with_the_webhook_on() {
+async fn the_audit_panels_return_data_with_the_charts_webhook_files() {
     let panels = panels(&dashboard());
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (ca_pem, issued) = pki::loopback_server("fleetwatch-audit").expect("the receiver's TLS");
-    let (cert, key) = (dir.path().join("audit.crt"), dir.path().join("audit.key"));
-    std::fs::write(&cert, issued.cert_pem).expect("write the receiver's certificate");
-    std::fs::write(&key, issued.key_pem).expect("write the receiver's key");
-    // The port is chosen before the lab starts (its webhook kubeconfig names it); the API server
+    let path = |name: &str| dir.path().join(name);
+    // The receiver's serving certificate, and the API server's client certificate from a CA of
+    // its own (the lab's CA does not exist before the lab starts, and the chart's kubeconfig
+    // must name the files then).
+    let (receiver_ca, receiver) = pki::loopback_server("fleetwatch-audit").expect("receiver TLS");
+    let clients = pki::Pki::generate().expect("a client CA");
+    let client = clients
+        .client_cert("kube-apiserver-audit", &[])
+        .expect("the API server's client certificate");
+    let client_ca = clients
+        .files()
+        .into_iter()
+        .find(|(name, _)| *name == "client-ca.crt")
+        .map(|(_, pem)| pem)
+        .expect("the client CA");
+    for (name, contents) in [
+        ("audit.crt", receiver.cert_pem),
+        ("audit.key", receiver.key_pem),
+        ("audit-ca.crt", receiver_ca),
+        ("audit-client.crt", client.cert_pem),
+        ("audit-client.key", client.key_pem),
+        ("audit-client-ca.crt", client_ca),
+    ] {
+        std::fs::write(path(name), contents).expect("write a certificate file");
+    }
+    // The port is chosen before the lab starts (the webhook kubeconfig names it); the API server
     // retries batches until the collector listens.
     let listen = lab_collector::free_address();
-    let mut options = LabOptions::new(dir.path().join("lab"));
-    options.audit_webhook = Some(AuditWebhook {
-        url: format!("https://{listen}/audit"),
-        ca_pem,
-        policy: METADATA_AUDIT_POLICY.to_owned(),
-    });
+    let (kubeconfig, policy) = charts_webhook_files(
+        &format!("https://{listen}/audit"),
+        &path("audit-ca.crt"),
+        &path("audit-client.crt"),
+        &path("audit-client.key"),
+        dir.path(),
+    );
+    let mut options = LabOptions::new(path("lab"));
+    options.audit_webhook = Some(AuditWebhook::Files { kubeconfig, policy });
     let plane = Dedicated::start(options)
         .await
-        .expect("a lab with the audit webhook");
+        .expect("a lab auditing through the chart's webhook kubeconfig");
     let admin = plane.admin_client().await.expect("an admin client");
     lab_collector::grant_read_access(&admin, COLLECTOR_USER).await;
     let audit = lab_collector::Audit {
         listen,
-        cert,
-        key,
-        client_ca: plane.client_ca_file(),
+        cert: path("audit.crt"),
+        key: path("audit.key"),
+        client_ca: path("audit-client-ca.crt"),
     };
     let collector = lab_collector::start_with_audit(
         &plane,
@@ -279,4 +306,46 @@ async fn the_audit_panels_return_data_with_the_webhook_on() {
     let prometheus = prometheus_for(&[("collector", collector.address.to_string())]).await;
     let audited: Vec<&Panel> = panels.iter().filter(|p| p.needs_audit).collect();
     wait_for_data(&prometheus, &audited, &admin, dir.path()).await;
+}
+
+/// The chart's `fleetwatch-audit-webhook` ConfigMap rendered for a receiver at `server` with
+/// these certificate files, its two files written into `dir`: (kubeconfig, policy).
+fn charts_webhook_files(
+    server: &str,
+    ca: &Path,
+    client_cert: &Path,
+    client_key: &Path,
+    dir: &Path,
+) -> (PathBuf, PathBuf) {
+    let chart = common::chart();
+    let values = format!(
+        "audit.enabled=true,audit.tlsSecret=fleetwatch-audit-tls,audit.webhook.server={server},\
+         audit.webhook.certificateAuthority={},audit.webhook.clientCertificate={},\
+         audit.webhook.clientKey={}",
+        ca.display(),
+        client_cert.display(),
+        client_key.display()
+    );
+    let rendered = common::helm(&[
+        "template",
+        "fleetwatch",
+        chart.to_str().expect("a UTF-8 path"),
+        "--namespace",
+        common::NAMESPACE,
+        "--show-only",
+        "templates/audit.yaml",
+        "--set",
+        &values,
+    ]);
+    let objects = common::objects(&rendered);
+    let config_map = common::named(&objects, "ConfigMap", "fleetwatch-audit-webhook");
+    let file = |key: &str| {
+        let text = config_map["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("the chart's audit ConfigMap has no {key}"));
+        let file = dir.join(key);
+        std::fs::write(&file, text).expect("write a file of the chart's audit ConfigMap");
+        file
+    };
+    (file("audit-webhook.kubeconfig"), file("audit-policy.yaml"))
 }

@@ -106,18 +106,27 @@ rules:
 ";
 
 /// Where and what the lab's API server audits (`--audit-policy-file`,
-/// `--audit-webhook-config-file`). The lab writes the policy and a webhook kubeconfig into
-/// `<dir>/audit/`; the kubeconfig trusts `ca_pem` for the receiver and presents a client
-/// certificate for [`AUDIT_WEBHOOK_USER`] from the lab's client CA, which the receiver is to
-/// trust.
+/// `--audit-webhook-config-file`).
 #[derive(Debug, Clone)]
-pub struct AuditWebhook {
-    /// Where batches are posted, e.g. `https://127.0.0.1:<port>/audit`.
-    pub url: String,
-    /// The CA (PEM) that signed the receiver's serving certificate.
-    pub ca_pem: String,
-    /// The audit policy (an `audit.k8s.io/v1` `Policy`, YAML), e.g. [`METADATA_AUDIT_POLICY`].
-    pub policy: String,
+pub enum AuditWebhook {
+    /// The lab writes the policy and a webhook kubeconfig into `<dir>/audit/`; the kubeconfig
+    /// trusts `ca_pem` for the receiver and presents a client certificate for
+    /// [`AUDIT_WEBHOOK_USER`] from the lab's client CA, which the receiver is to trust.
+    Receiver {
+        /// Where batches are posted, e.g. `https://127.0.0.1:<port>/audit`.
+        url: String,
+        /// The CA (PEM) that signed the receiver's serving certificate.
+        ca_pem: String,
+        /// The audit policy (an `audit.k8s.io/v1` `Policy`, YAML), e.g.
+        /// [`METADATA_AUDIT_POLICY`].
+        policy: String,
+    },
+    /// A webhook kubeconfig and a policy written by someone else (the Helm chart's
+    /// `fleetwatch-audit-webhook` ConfigMap, say), given to kube-apiserver as they are.
+    Files {
+        kubeconfig: PathBuf,
+        policy: PathBuf,
+    },
 }
 
 /// What `state.json` records about a running lab.
@@ -316,20 +325,31 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Writes the audit policy, the receiver's CA and the webhook kubeconfig (with a client
-    /// certificate of its own) into `<dir>/audit/`, and returns the API server's flags for them.
+    /// The API server's flags for `webhook`. For a [`AuditWebhook::Receiver`], first writes the
+    /// audit policy, the receiver's CA and the webhook kubeconfig (with a client certificate of
+    /// its own) into `<dir>/audit/`.
     fn write_audit_webhook(&self, webhook: &AuditWebhook) -> Result<Vec<String>> {
+        let (url, ca_pem, policy_text) = match webhook {
+            AuditWebhook::Files { kubeconfig, policy } => {
+                return Ok(recipes::audit_webhook(policy, kubeconfig));
+            }
+            AuditWebhook::Receiver {
+                url,
+                ca_pem,
+                policy,
+            } => (url, ca_pem, policy),
+        };
         let audit = self.dir.audit();
         std::fs::create_dir_all(&audit)
             .map_err(Error::io("creating the audit directory", &audit))?;
         let (policy, ca) = (audit.join("policy.yaml"), audit.join("receiver-ca.crt"));
         dir::write_private(&[
-            (policy.clone(), webhook.policy.clone()),
-            (ca.clone(), webhook.ca_pem.clone()),
+            (policy.clone(), policy_text.clone()),
+            (ca.clone(), ca_pem.clone()),
         ])?;
         let cert = self.pki.client_cert(AUDIT_WEBHOOK_USER, &[])?;
         let files = UserFiles::new(&audit, AUDIT_WEBHOOK_USER, audit.join("webhook.kubeconfig"));
-        files.write(&webhook.url, &ca, AUDIT_WEBHOOK_USER, &cert)?;
+        files.write(url, &ca, AUDIT_WEBHOOK_USER, &cert)?;
         Ok(recipes::audit_webhook(&policy, &files.kubeconfig))
     }
 
