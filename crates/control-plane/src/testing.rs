@@ -355,38 +355,18 @@ fn token_kubeconfig(
     user: &str,
     token_file: &Path,
 ) -> Result<kube::config::Kubeconfig, String> {
-    use kube::config::{AuthInfo, Context, Kubeconfig, NamedAuthInfo, NamedContext};
+    use crate::plane::kubeconfig::{CONTEXT, single_context};
 
-    let context = crate::plane::kubeconfig::CONTEXT;
     let cluster = lab
         .clusters
         .into_iter()
-        .find(|c| c.name == context)
-        .ok_or_else(|| format!("the lab's kubeconfig has no cluster {context:?}"))?;
-    Ok(Kubeconfig {
-        api_version: Some("v1".to_owned()),
-        kind: Some("Config".to_owned()),
-        clusters: vec![cluster],
-        contexts: vec![NamedContext {
-            name: context.to_owned(),
-            context: Some(Context {
-                cluster: context.to_owned(),
-                user: Some(user.to_owned()),
-                ..Context::default()
-            }),
-            ..NamedContext::default()
-        }],
-        auth_infos: vec![NamedAuthInfo {
-            name: user.to_owned(),
-            auth_info: Some(AuthInfo {
-                token_file: Some(token_file.display().to_string()),
-                ..AuthInfo::default()
-            }),
-            ..NamedAuthInfo::default()
-        }],
-        current_context: Some(context.to_owned()),
-        ..Kubeconfig::default()
-    })
+        .find(|c| c.name == CONTEXT)
+        .ok_or_else(|| format!("the lab's kubeconfig has no cluster {CONTEXT:?}"))?;
+    let auth = kube::config::AuthInfo {
+        token_file: Some(token_file.display().to_string()),
+        ..kube::config::AuthInfo::default()
+    };
+    Ok(single_context(cluster, user, auth))
 }
 
 #[cfg(test)]

@@ -59,39 +59,49 @@ impl UserFiles {
 
     fn kubeconfig_for(&self, server: &str, ca: &Path, user: &str) -> Kubeconfig {
         let path = |p: &Path| Some(p.display().to_string());
-        Kubeconfig {
-            api_version: Some("v1".to_owned()),
-            kind: Some("Config".to_owned()),
-            clusters: vec![NamedCluster {
-                name: CONTEXT.to_owned(),
-                cluster: Some(Cluster {
-                    server: Some(server.to_owned()),
-                    certificate_authority: path(ca),
-                    ..Cluster::default()
-                }),
-                ..NamedCluster::default()
-            }],
-            contexts: vec![NamedContext {
-                name: CONTEXT.to_owned(),
-                context: Some(Context {
-                    cluster: CONTEXT.to_owned(),
-                    user: Some(user.to_owned()),
-                    ..Context::default()
-                }),
-                ..NamedContext::default()
-            }],
-            auth_infos: vec![NamedAuthInfo {
-                name: user.to_owned(),
-                auth_info: Some(AuthInfo {
-                    client_certificate: path(&self.certificate),
-                    client_key: path(&self.key),
-                    ..AuthInfo::default()
-                }),
-                ..NamedAuthInfo::default()
-            }],
-            current_context: Some(CONTEXT.to_owned()),
-            ..Kubeconfig::default()
-        }
+        let cluster = NamedCluster {
+            name: CONTEXT.to_owned(),
+            cluster: Some(Cluster {
+                server: Some(server.to_owned()),
+                certificate_authority: path(ca),
+                ..Cluster::default()
+            }),
+            ..NamedCluster::default()
+        };
+        let auth = AuthInfo {
+            client_certificate: path(&self.certificate),
+            client_key: path(&self.key),
+            ..AuthInfo::default()
+        };
+        single_context(cluster, user, auth)
+    }
+}
+
+/// A kubeconfig of one context, [`CONTEXT`], naming `cluster` and `user` authenticated by `auth`.
+pub(crate) fn single_context(cluster: NamedCluster, user: &str, auth: AuthInfo) -> Kubeconfig {
+    Kubeconfig {
+        api_version: Some("v1".to_owned()),
+        kind: Some("Config".to_owned()),
+        clusters: vec![NamedCluster {
+            name: CONTEXT.to_owned(),
+            ..cluster
+        }],
+        contexts: vec![NamedContext {
+            name: CONTEXT.to_owned(),
+            context: Some(Context {
+                cluster: CONTEXT.to_owned(),
+                user: Some(user.to_owned()),
+                ..Context::default()
+            }),
+            ..NamedContext::default()
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: user.to_owned(),
+            auth_info: Some(auth),
+            ..NamedAuthInfo::default()
+        }],
+        current_context: Some(CONTEXT.to_owned()),
+        ..Kubeconfig::default()
     }
 }
 
